@@ -1,0 +1,167 @@
+"""Index, split and tf.data pipeline on a small generated sample, in both layouts of the real data."""
+import shutil
+import warnings
+
+import numpy as np
+import pandas as pd
+import pydicom
+import pytest
+
+from utils import rle
+from utils.data import find_label_file, load_index, make_dataset, read_labels, split_index
+from utils.dicom import read_image
+from utils.sample import make_sample, synthetic_radiograph
+
+
+@pytest.fixture(scope="session")
+def small_sample(tmp_path_factory):
+    return make_sample(tmp_path_factory.mktemp("sample"), num_train=24, num_test=3, seed=1)
+
+
+def copy_of(sample, tmp_path):
+    return shutil.copytree(sample, tmp_path / "siim")
+
+
+def test_sample_has_the_competition_layout_and_quirks(small_sample):
+    header = (small_sample / "train-rle.csv").read_text().splitlines()[0]
+    assert header == "ImageId, EncodedPixels"
+    train = sorted((small_sample / "dicom-images-train").glob("*/*/*.dcm"))
+    assert len(train) == 24 and len(list((small_sample / "dicom-images-test").glob("*/*/*.dcm"))) == 3
+    dataset = pydicom.dcmread(train[0])
+    assert dataset.Modality == "CR" and dataset.PhotometricInterpretation == "MONOCHROME2"
+    assert (dataset.Rows, dataset.Columns, dataset.BitsStored) == (1024, 1024, 8)
+    assert dataset.file_meta.TransferSyntaxUID == pydicom.uid.JPEGBaseline8Bit
+    assert train[0].stem == dataset.SOPInstanceUID and train[0].parent.name == dataset.SeriesInstanceUID
+    labels = pd.read_csv(small_sample / "train-rle.csv")
+    assert (labels[" EncodedPixels"] == "-1").any()
+
+
+def test_sample_is_deterministic(tmp_path):
+    first = make_sample(tmp_path / "a", num_train=3, num_test=0, seed=5)
+    second = make_sample(tmp_path / "b", num_train=3, num_test=0, seed=5)
+    assert (first / "train-rle.csv").read_text() == (second / "train-rle.csv").read_text()
+
+
+def test_sample_masks_decode_and_match_the_generator():
+    image, regions = synthetic_radiograph(np.random.default_rng(0), positive=True, bilateral=True)
+    assert image.dtype == np.uint8 and len(regions) == 2
+    union = rle.decode_union([rle.encode(r) for r in regions], image.shape)
+    assert np.array_equal(union.astype(bool), regions[0] | regions[1])
+
+
+def test_index_of_the_seesee_layout(small_sample):
+    index = load_index(small_sample)
+    assert len(index) == 24
+    assert {"image_id", "path", "patient_id", "has_pneumothorax", "rles"} <= set(index.columns)
+    assert index["has_pneumothorax"].equals(index["rles"].map(len) > 0)
+    assert len(index.attrs["report"]["images without labels"]) == 3  # the test images
+    multi = index[index["rles"].map(len) > 1]
+    for row in multi.itertuples():  # several CSV rows -> one image, union of the masks
+        mask = rle.decode_union(row.rles, (1024, 1024))
+        assert mask.sum() == sum(rle.decode(r, (1024, 1024)).sum() for r in row.rles)
+
+
+def test_index_of_the_stage_2_layout(small_sample, tmp_path):
+    root = tmp_path / "stage2"
+    (root / "stage_2_images").mkdir(parents=True)
+    for path in (small_sample / "dicom-images-train").rglob("*.dcm"):
+        shutil.copy(path, root / "stage_2_images" / path.name)
+    labels = pd.read_csv(small_sample / "train-rle.csv")
+    labels.columns = ["ImageId", "EncodedPixels"]  # the stage-2 header has no leading space
+    labels.to_csv(root / "stage_2_train.csv", index=False)
+    index = load_index(root)
+    assert len(index) == 24 and find_label_file(root).name == "stage_2_train.csv"
+    assert sorted(index["image_id"]) == sorted(load_index(small_sample)["image_id"])
+
+
+def test_missing_label_file_says_what_to_do(tmp_path):
+    with pytest.raises(ValueError, match="SIIM_DATA_DIR"):
+        load_index(tmp_path)
+
+
+def test_malformed_rows_missing_images_and_unreadable_files_are_reported(small_sample, tmp_path):
+    root = copy_of(small_sample, tmp_path)
+    with open(root / "train-rle.csv", "a") as csv:
+        csv.write("1.2.3.missing, -1\n")  # a label without an image
+        csv.write("1.2.3.bad, 1 2 3\n")  # an odd number of values
+        csv.write(", 5 5\n")  # no ImageId
+    victim = sorted((root / "dicom-images-train").rglob("*.dcm"))[0]
+    victim.write_bytes(b"this is not DICOM")
+    with pytest.warns(UserWarning, match="1 labels without images.*1 unreadable files.*2 malformed label rows"):
+        index = load_index(root)
+    report = index.attrs["report"]
+    assert len(index) == 23 and victim.stem not in set(index["image_id"])
+    assert report["labels without images"] == ["1.2.3.missing"]
+    assert any("line" in p and "pairs" in p for p in report["malformed label rows"])
+    assert victim.name in report["unreadable files"][0]
+
+
+def test_read_labels_accepts_both_headers(tmp_path):
+    for header in ("ImageId, EncodedPixels", "ImageId,EncodedPixels"):
+        (tmp_path / "labels.csv").write_text(f"{header}\na, -1\nb, 1 2\nb, 5 1\n")
+        labels, problems = read_labels(tmp_path / "labels.csv")
+        assert labels.set_index("image_id")["rles"].to_dict() == {"a": [], "b": ["1 2", "5 1"]} and not problems
+
+
+def test_split_is_grouped_stratified_and_deterministic():
+    rng = np.random.default_rng(0)
+    patients = [f"p{i}" for i in range(150)]
+    index = pd.DataFrame(
+        {"patient_id": rng.choice(patients, 200), "has_pneumothorax": rng.random(200) < 0.22}
+    )
+    first, second = split_index(index, seed=3), split_index(index, seed=3)
+    assert first["split"].equals(second["split"])
+    assert first.groupby("patient_id")["split"].nunique().max() == 1
+    fractions = first["split"].value_counts(normalize=True)
+    assert 0.08 < fractions["test"] < 0.22 and 0.08 < fractions["validation"] < 0.22
+    rates = first.groupby("split")["has_pneumothorax"].mean()
+    assert (rates - index["has_pneumothorax"].mean()).abs().max() < 0.12
+    assert not split_index(index, seed=4)["split"].equals(first["split"])
+    with pytest.raises(ValueError, match="test_fraction"):
+        split_index(index, test_fraction=0.7)
+
+
+def test_pipeline_shapes_binary_masks_and_alignment(small_sample):
+    index = load_index(small_sample)
+    positive = index[index["has_pneumothorax"]].head(2)
+    assert len(positive) == 2
+    images, masks = next(iter(make_dataset(positive, image_size=64, batch_size=2)))
+    assert images.shape == (2, 64, 64, 1) and masks.shape == (2, 64, 64, 1)
+    assert set(np.unique(masks.numpy())) == {0.0, 1.0}
+    full = rle.decode_union(positive["rles"].iloc[0], (1024, 1024))
+    assert abs(masks.numpy()[0].mean() - full.mean()) < 0.01  # nearest resize keeps the mask's area
+    reference = read_image(positive["path"].iloc[0])[::16, ::16]
+    assert np.abs(images.numpy()[0, ..., 0] - reference).mean() < 0.05
+
+
+def test_augmentation_moves_image_and_mask_together(small_sample):
+    """Feed an image whose mask is its own thresholded copy: after augmentation they must still agree."""
+    import tensorflow as tf
+
+    from utils.data import augmenter
+
+    index = load_index(small_sample)
+    images, _ = next(iter(make_dataset(index, image_size=64, batch_size=8)))
+    masks = tf.cast(images > 0.5, tf.float32)
+    augmented_images, augmented_masks = augmenter(seed=7)(images, masks)
+    agreement = tf.reduce_mean(tf.cast((augmented_images > 0.5) == (augmented_masks > 0.5), tf.float32))
+    assert set(np.unique(augmented_masks.numpy())) <= {0.0, 1.0}
+    assert float(agreement) > 0.85  # brightness/contrast shift some pixels across 0.5, geometry must not
+    assert not np.array_equal(augmented_masks.numpy(), masks.numpy())  # something did move
+
+
+def test_training_pipeline_runs_two_epochs_with_cache(small_sample):
+    index = load_index(small_sample)
+    dataset = make_dataset(index, image_size=32, batch_size=5, training=True)
+    counts = [sum(len(images) for images, _ in dataset) for _ in range(2)]
+    assert counts == [24, 24]
+
+
+def test_bad_image_size_and_bad_file_raise_clearly(small_sample, tmp_path):
+    index = load_index(small_sample)
+    with pytest.raises(ValueError, match="divisible by 2\\*\\*depth = 16"):
+        make_dataset(index, image_size=100, batch_size=2)
+    broken = index.head(1).copy()
+    broken.loc[:, "path"] = str(tmp_path / "gone.dcm")
+    with pytest.raises(Exception, match="gone.dcm"):
+        next(iter(make_dataset(broken, image_size=32, batch_size=1, cache=False)))

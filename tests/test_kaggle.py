@@ -1,0 +1,93 @@
+"""The download path, offline: credential detection, no credentials, a failing download, data present."""
+import sys
+import types
+
+import pytest
+
+from utils import kaggle_download
+from utils.sample import make_sample
+
+
+@pytest.fixture
+def no_credentials(monkeypatch, tmp_path):
+    for name in kaggle_download.CREDENTIAL_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path / "kaggle-config"))
+    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    return tmp_path / "kaggle-config"
+
+
+def test_no_credentials_anywhere(no_credentials):
+    assert kaggle_download.find_kaggle_credentials() is None
+
+
+@pytest.mark.parametrize(
+    "variables, expected",
+    [({"KAGGLE_API_TOKEN": "t"}, "KAGGLE_API_TOKEN"), ({"KAGGLE_USERNAME": "u", "KAGGLE_KEY": "k"}, "KAGGLE_USERNAME")],
+)
+def test_credentials_from_the_environment(no_credentials, monkeypatch, variables, expected):
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    assert expected in kaggle_download.find_kaggle_credentials()
+
+
+@pytest.mark.parametrize("filename", ["access_token", "kaggle.json"])
+def test_credentials_from_files(no_credentials, filename):
+    no_credentials.mkdir()
+    (no_credentials / filename).write_text("secret")
+    assert kaggle_download.find_kaggle_credentials().endswith(filename)
+
+
+def test_credentials_from_colab_secrets(no_credentials, monkeypatch):
+    colab = types.ModuleType("google.colab")
+    colab.userdata = types.SimpleNamespace(get=lambda name: {"KAGGLE_API_TOKEN": "from-secrets"}.get(name) or (_ for _ in ()).throw(KeyError(name)))
+    monkeypatch.setitem(sys.modules, "google", types.ModuleType("google"))
+    monkeypatch.setitem(sys.modules, "google.colab", colab)
+    assert "KAGGLE_API_TOKEN" in kaggle_download.find_kaggle_credentials()
+
+
+def test_download_without_credentials_explains_and_does_not_import_kaggle(no_credentials, tmp_path, capsys, monkeypatch):
+    monkeypatch.delitem(sys.modules, "kaggle", raising=False)
+    assert kaggle_download.download(tmp_path / "data") is None
+    out = capsys.readouterr().out
+    assert "No Kaggle credentials" in out and "KAGGLE_API_TOKEN" in out
+    assert "kaggle" not in sys.modules
+
+
+def test_failing_download_explains_and_keeps_existing_files(no_credentials, tmp_path, capsys, monkeypatch):
+    """With credentials but a download that fails (no network, 403): a message, None, and nothing deleted."""
+    monkeypatch.setenv("KAGGLE_USERNAME", "someone")
+    monkeypatch.setenv("KAGGLE_KEY", "0" * 32)
+    fake = types.ModuleType("kaggle")
+
+    def refuse(*args, **kwargs):
+        raise ConnectionError("Failed to resolve 'api.kaggle.com'")
+
+    fake.api = types.SimpleNamespace(dataset_download_files=refuse)
+    monkeypatch.setitem(sys.modules, "kaggle", fake)
+    destination = tmp_path / "data"
+    destination.mkdir()
+    (destination / "partial.zip").write_bytes(b"half a download")
+    assert kaggle_download.download(destination) is None
+    out = capsys.readouterr().out
+    assert "failed" in out and "ConnectionError" in out and "403" in out
+    assert (destination / "partial.zip").exists()
+
+
+def test_data_already_present_is_not_downloaded_again(tmp_path, capsys, monkeypatch):
+    make_sample(tmp_path / "real", num_train=2, num_test=0)
+    monkeypatch.setitem(sys.modules, "kaggle", None)  # importing kaggle would fail
+    assert kaggle_download.download(tmp_path / "real") == tmp_path / "real"
+    assert "nothing to download" in capsys.readouterr().out
+
+
+def test_data_root_prefers_real_data_and_falls_back_to_the_sample(tmp_path, monkeypatch, capsys):
+    make_sample(tmp_path / "real", num_train=2, num_test=0)
+    monkeypatch.setenv("SIIM_DATA_DIR", str(tmp_path / "real"))
+    root, description = kaggle_download.data_root()
+    assert root == tmp_path / "real" and "real data" in description
+    monkeypatch.setattr("utils.sample.ensure_sample", lambda: tmp_path / "sample")
+    monkeypatch.setenv("SIIM_DATA_DIR", str(tmp_path / "empty"))
+    root, description = kaggle_download.data_root()
+    assert root == tmp_path / "sample" and "sample" in description
+    assert "using the bundled sample" in capsys.readouterr().out

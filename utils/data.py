@@ -1,0 +1,196 @@
+"""From a folder of SIIM-ACR files to training batches: index, patient-grouped split, tf.data pipeline."""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from utils import rle
+from utils.dicom import DicomReadError, read_image, read_metadata
+
+LABEL_FILES = ("train-rle.csv", "stage_2_train.csv")  # the seesee mirror's and the competition's stage 2
+IMAGE_SHAPE = (1024, 1024)
+
+
+def find_label_file(root: str | Path) -> Path:
+    """The label CSV under ``root`` (either name, any depth); ValueError saying what is expected if none."""
+    root = Path(root)
+    for name in LABEL_FILES:
+        found = sorted(root.rglob(name))
+        if found:
+            return found[0]
+    raise ValueError(
+        f"No label file ({' or '.join(LABEL_FILES)}) under {root}. Point SIIM_DATA_DIR at the folder that "
+        "holds the downloaded data (see the data chapter), or unset it to use the bundled sample."
+    )
+
+
+def read_labels(csv_path: str | Path) -> tuple[pd.DataFrame, list[str]]:
+    """Read a label CSV into one row per image with a list of RLE strings (empty for "-1").
+
+    Accepts both headers ("ImageId, EncodedPixels" with its leading space, and "ImageId,EncodedPixels").
+    Rows with a missing ImageId or a malformed RLE are left out and described in the returned problem list.
+    """
+    table = pd.read_csv(csv_path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    table.columns = [column.strip() for column in table.columns]
+    if not {"ImageId", "EncodedPixels"} <= set(table.columns):
+        raise ValueError(f"{csv_path}: expected columns ImageId and EncodedPixels, found {list(table.columns)}")
+    problems, keep = [], []
+    for line, (image_id, encoded) in enumerate(zip(table["ImageId"], table["EncodedPixels"]), start=2):
+        image_id, encoded = image_id.strip(), encoded.strip()
+        try:
+            if not image_id:
+                raise ValueError("no ImageId")
+            rle.parse(encoded)
+            keep.append((image_id, encoded))
+        except ValueError as error:
+            problems.append(f"{Path(csv_path).name} line {line}: {error}; row left out")
+    labels = pd.DataFrame(keep, columns=["image_id", "rle"])
+    grouped = labels.groupby("image_id", sort=True)["rle"].agg(lambda rles: [r for r in rles if r not in (rle.EMPTY, "")])
+    return grouped.rename("rles").reset_index(), problems
+
+
+def load_index(root: str | Path) -> pd.DataFrame:
+    """One row per labelled image under ``root``, in either layout of the data.
+
+    Columns: image_id, path, patient_id, sex, age, view_position, has_pneumothorax, rles (list of RLE strings,
+    empty for "-1"). Images are found at any depth (``dicom-images-train/<study>/<series>/<id>.dcm`` or
+    ``stage_2_images/<id>.dcm``). Images without labels (such as the test set), labels without images,
+    malformed CSV rows and unreadable files are not errors: they are left out and listed in
+    ``index.attrs["report"]``; all but the first kind are also summarised in one warning.
+    """
+    root = Path(root)
+    labels, problems = read_labels(find_label_file(root))
+    paths = {path.stem: path for path in sorted(root.rglob("*.dcm"))}
+    labelled = labels[labels["image_id"].isin(paths)].copy()
+    labelled["path"] = labelled["image_id"].map(lambda image_id: str(paths[image_id]))
+    metadata = read_metadata(labelled["path"]).drop(columns=["image_id"])
+    unreadable = metadata.loc[metadata["error"].notna(), ["path", "error"]]
+    index = labelled.merge(metadata[metadata["error"].isna()], on="path")
+    index["has_pneumothorax"] = index["rles"].map(bool)
+    index = index[["image_id", "path", "patient_id", "sex", "age", "view_position", "has_pneumothorax", "rles"]]
+    report = {
+        "images": len(paths),
+        "labelled images": len(index),
+        "images without labels": sorted(set(paths) - set(labels["image_id"])),
+        "labels without images": sorted(set(labels["image_id"]) - set(paths)),
+        "unreadable files": [f"{p}: {e}" for p, e in zip(unreadable["path"], unreadable["error"])],
+        "malformed label rows": problems,
+    }
+    index = index.reset_index(drop=True)
+    index.attrs["report"] = report
+    counts = {k: len(v) for k, v in report.items() if isinstance(v, list) and v and k != "images without labels"}
+    if counts:
+        warnings.warn(f"{root}: left out " + ", ".join(f"{n} {k}" for k, n in counts.items()) + " (see index.attrs['report'])", stacklevel=2)
+    return index
+
+
+def split_index(index: pd.DataFrame, validation_fraction: float = 0.15, test_fraction: float = 0.15, seed: int = 42) -> pd.DataFrame:
+    """Add a ``split`` column (train/validation/test): stratified by has_pneumothorax, grouped by patient_id.
+
+    No patient appears in two splits; the same seed gives the same split. Uses scikit-learn's
+    StratifiedGroupKFold twice: first the test split off everything, then the validation split off the rest.
+    """
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    for name, fraction in (("validation_fraction", validation_fraction), ("test_fraction", test_fraction)):
+        if not 0 < fraction < 0.5:
+            raise ValueError(f"{name}={fraction} must be between 0 and 0.5")
+
+    def hold_out(frame: pd.DataFrame, fraction: float) -> np.ndarray:
+        folds = StratifiedGroupKFold(n_splits=round(1 / fraction), shuffle=True, random_state=seed)
+        _, held = next(folds.split(frame, frame["has_pneumothorax"], groups=frame["patient_id"]))
+        return frame.index[held].to_numpy()
+
+    result = index.copy()
+    result["split"] = "train"
+    result.loc[hold_out(result, test_fraction), "split"] = "test"
+    rest = result[result["split"] == "train"]
+    result.loc[hold_out(rest, validation_fraction / (1 - test_fraction)), "split"] = "validation"
+    return result
+
+
+def load_example(path: str, rles: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Read one image and the union of its masks at full size: float32 image in [0, 1] and uint8 mask."""
+    image = read_image(path)
+    return image, rle.decode_union(rles, image.shape)
+
+
+def make_dataset(
+    index: pd.DataFrame,
+    image_size: int,
+    batch_size: int,
+    training: bool = False,
+    cache: bool | str = True,
+    seed: int = 42,
+    depth: int = 4,
+):
+    """A tf.data pipeline of (image, mask) batches, each (batch, image_size, image_size, 1) float32.
+
+    decode (pydicom, in parallel) -> resize (bilinear for the image, nearest for the mask, so labels stay 0/1)
+    -> cache (in memory, or in a file when ``cache`` is a path: later epochs skip DICOM decoding) -> for
+    training: shuffle and augment image and mask together -> batch -> prefetch.
+    """
+    import tensorflow as tf
+
+    if image_size % 2**depth:
+        raise ValueError(f"image_size={image_size} must be divisible by 2**depth = {2**depth} for a U-Net of depth {depth}")
+    if len(index) == 0:
+        raise ValueError("the index is empty: no images to load")
+    paths = index["path"].astype(str).tolist()
+    rle_text = ["|".join(rles) for rles in index["rles"]]  # tf.data wants flat strings
+
+    def read(path, joined):
+        def load(path_bytes, joined_bytes):
+            text = joined_bytes.decode()
+            try:
+                image, mask = load_example(path_bytes.decode(), text.split("|") if text else [])
+            except (DicomReadError, ValueError) as error:
+                raise ValueError(f"while loading {path_bytes.decode()}: {error}") from None
+            return image[..., None], mask[..., None].astype(np.float32)
+
+        image, mask = tf.numpy_function(load, [path, joined], [tf.float32, tf.float32], name="read_dicom")
+        image.set_shape([None, None, 1])
+        mask.set_shape([None, None, 1])
+        size = (image_size, image_size)
+        return tf.image.resize(image, size, "bilinear"), tf.image.resize(mask, size, "nearest")
+
+    dataset = tf.data.Dataset.from_tensor_slices((paths, rle_text))
+    dataset = dataset.map(read, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if cache:
+        dataset = dataset.cache("" if cache is True else str(cache))
+    if training:
+        dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+        dataset = dataset.batch(batch_size).map(augmenter(seed), num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        dataset = dataset.batch(batch_size)
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def augmenter(seed: int = 42):
+    """Keras preprocessing layers applied to image and mask together (geometric) or to the image alone.
+
+    Keras 3 layers accept {"images", "segmentation_masks"}: the same random flip, shift and rotation move both,
+    masks with nearest-neighbour sampling so they stay 0/1; brightness and contrast change only the image.
+    """
+    import keras
+    import tensorflow as tf
+
+    layers = keras.Sequential(
+        [
+            keras.layers.RandomFlip("horizontal", seed=seed),
+            keras.layers.RandomTranslation(0.05, 0.05, fill_mode="constant", seed=seed),
+            keras.layers.RandomRotation(0.03, fill_mode="constant", seed=seed),
+            keras.layers.RandomBrightness(0.1, value_range=(0.0, 1.0), seed=seed),
+            keras.layers.RandomContrast(0.1, seed=seed),
+        ],
+        name="augment",
+    )
+
+    def augment(images, masks):
+        out = layers({"images": images, "segmentation_masks": masks}, training=True)
+        return tf.clip_by_value(out["images"], 0.0, 1.0), out["segmentation_masks"]
+
+    return augment

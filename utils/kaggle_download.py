@@ -1,0 +1,116 @@
+"""Downloading the SIIM-ACR data with the Kaggle API, and choosing between it and the bundled sample.
+
+``import kaggle`` (2.x) authenticates as it is imported and calls ``exit(1)`` (printing a help text) when it
+finds no credentials, so this module looks for credentials itself first and imports kaggle only when there
+are some.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from utils.config import DATA_VARIABLE, data_dir
+
+DATASET = "seesee/siim-train-test"  # the Kaggle mirror in the layout siim/dicom-images-train/..., siim/train-rle.csv
+CREDENTIAL_VARIABLES = ("KAGGLE_API_TOKEN", "KAGGLE_USERNAME", "KAGGLE_KEY")
+
+HOW_TO_GET_CREDENTIALS = """\
+To download the real data, give the Kaggle API a token, in one of these ways:
+  - an API token from https://www.kaggle.com/settings/api in the environment variable KAGGLE_API_TOKEN,
+    or in the file ~/.kaggle/access_token;
+  - a legacy kaggle.json (username and key) in ~/.kaggle/kaggle.json, or KAGGLE_USERNAME and KAGGLE_KEY;
+  - in Colab: add KAGGLE_API_TOKEN (or KAGGLE_USERNAME and KAGGLE_KEY) under Secrets (the key icon).
+For the competition's own files, accept the competition's rules on its Kaggle page first."""
+
+
+def kaggle_config_dir() -> Path:
+    return Path(os.environ.get("KAGGLE_CONFIG_DIR") or Path.home() / ".kaggle")
+
+
+def colab_secrets_to_environment() -> list[str]:
+    """In Colab, copy Kaggle credentials from the notebook's Secrets into the environment (names copied)."""
+    if "google.colab" not in sys.modules:
+        return []
+    try:
+        from google.colab import userdata  # type: ignore[import-not-found]
+    except ImportError:
+        return []
+    copied = []
+    for name in CREDENTIAL_VARIABLES:
+        try:
+            value = userdata.get(name)
+        except Exception:  # SecretNotFoundError, NotebookAccessError: the secret is absent or not shared
+            continue
+        if value and not os.environ.get(name):
+            os.environ[name] = value
+            copied.append(name)
+    return copied
+
+
+def find_kaggle_credentials() -> str | None:
+    """Where the Kaggle API would find credentials (a short description), or None if nowhere."""
+    colab_secrets_to_environment()
+    if os.environ.get("KAGGLE_API_TOKEN"):
+        return "environment variable KAGGLE_API_TOKEN"
+    if os.environ.get("KAGGLE_USERNAME") and os.environ.get("KAGGLE_KEY"):
+        return "environment variables KAGGLE_USERNAME and KAGGLE_KEY"
+    for name in ("access_token", "kaggle.json"):
+        path = kaggle_config_dir() / name
+        if path.is_file() and path.stat().st_size > 0:
+            return str(path)
+    return None
+
+
+def is_complete(root: str | Path) -> bool:
+    """True when ``root`` holds a label CSV and at least one DICOM file."""
+    from utils.data import LABEL_FILES
+
+    root = Path(root)
+    return root.is_dir() and any(any(root.rglob(n)) for n in LABEL_FILES) and any(root.rglob("*.dcm"))
+
+
+def download(destination: str | Path, dataset: str = DATASET) -> Path | None:
+    """Download and unpack ``dataset`` into ``destination``; return it, or None (with a message) on failure.
+
+    Nothing is downloaded when the data is already there. Without credentials, offline, or when Kaggle refuses
+    (rules not accepted, a wrong token), it prints one message that says what to do and returns None, so the
+    caller can fall back to the sample. Nothing already on disk is deleted.
+    """
+    destination = Path(destination)
+    if is_complete(destination):
+        print(f"The data is already in {destination}; nothing to download.")
+        return destination
+    where = find_kaggle_credentials()
+    if where is None:
+        print(f"No Kaggle credentials found, so the real data cannot be downloaded.\n{HOW_TO_GET_CREDENTIALS}")
+        return None
+    print(f"Using Kaggle credentials from {where}; downloading {dataset} to {destination} (about 2 GB)...")
+    try:
+        import kaggle  # authenticates on import
+
+        destination.mkdir(parents=True, exist_ok=True)
+        kaggle.api.dataset_download_files(dataset, path=str(destination), unzip=True, quiet=False)
+    except (Exception, SystemExit) as error:  # network errors, HTTP 401/403/404, exit(1) from a bad login
+        print(
+            f"The download of {dataset} failed ({type(error).__name__}: {error}).\n"
+            "Check the network connection and the credentials; a 403 usually means the dataset's or the "
+            f"competition's rules have not been accepted on kaggle.com yet.\n{HOW_TO_GET_CREDENTIALS}"
+        )
+        return None
+    return destination if is_complete(destination) else None
+
+
+def data_root() -> tuple[Path, str]:
+    """The folder the chapters read: ``$SIIM_DATA_DIR`` when it holds the data, else the bundled sample.
+
+    Returns (folder, description). If SIIM_DATA_DIR is set but incomplete, says so and uses the sample.
+    """
+    from utils.sample import ensure_sample
+
+    configured = data_dir()
+    if configured is not None:
+        if is_complete(configured):
+            return configured, f"the real data in {configured} (from {DATA_VARIABLE})"
+        print(f"{DATA_VARIABLE}={configured} holds no label CSV and DICOM files; using the bundled sample instead.")
+    return ensure_sample(), "the bundled synthetic sample"
