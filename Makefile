@@ -6,7 +6,6 @@ STAMP := $(VENV)/.installed
 
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 export UNET_BOOK_MODE ?= quick
-export MPLBACKEND ?= Agg
 
 .PHONY: book test unit notebooks book-strict env clean
 
@@ -26,6 +25,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest tests
 	$(BIN)/python -m pytest --nbval-lax --nbval-cell-timeout=900 notebooks
 	$(BIN)/jupyter-book build . --warningiserror --keep-going
+	$(BIN)/python tests/check_book.py
 	@echo "All tests passed; the book is at $(CURDIR)/_build/html/index.html"
 
 clean:
