@@ -194,3 +194,19 @@ def augmenter(seed: int = 42):
         return tf.clip_by_value(out["images"], 0.0, 1.0), out["segmentation_masks"]
 
     return augment
+
+
+def example_radiograph(image_size: int, positive: bool = True, position: int = 0):
+    """One radiograph and its mask from the data the chapters use, resized: two (size, size) float32 arrays.
+
+    For pictures in the architecture chapters: the real data when SIIM_DATA_DIR holds it, else the sample.
+    """
+    from utils.kaggle_download import data_root
+
+    root, _ = data_root()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        index = load_index(root)
+    chosen = index[index["has_pneumothorax"] == positive].iloc[[position]]
+    image, mask = next(iter(make_dataset(chosen, image_size, batch_size=1, cache=False, depth=0)))
+    return image.numpy()[0, ..., 0], mask.numpy()[0, ..., 0]

@@ -1,0 +1,98 @@
+import keras
+import numpy as np
+import pytest
+
+from utils.model import PRESETS, build_unet, conv_block, conv_flops, context_block, get_unet_config
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+@pytest.mark.parametrize("image_size", [32, 64, 96])
+def test_every_preset_keeps_the_image_size(preset, image_size):
+    model = build_unet(preset, image_size)
+    assert model.output.shape == (None, image_size, image_size, 1)
+    assert model.input.shape == (None, image_size, image_size, 1)
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3, 5])
+@pytest.mark.parametrize("upsampling", ["transpose", "bilinear"])
+def test_depths_and_upsampling_modes(depth, upsampling):
+    encoder = tuple(8 * 2**i for i in range(depth))
+    model = build_unet("compact", 64, encoder_filters=encoder, bottleneck_filters=8 * 2**depth,
+                       decoder_filters=encoder[::-1], upsampling=upsampling)
+    assert model.output.shape == (None, 64, 64, 1)
+    assert sum(isinstance(layer, keras.layers.MaxPooling2D) for layer in model.layers) == depth
+
+
+def test_several_classes_softmax_and_logits():
+    probabilities = build_unet("compact", 32, num_classes=3)(np.random.rand(2, 32, 32, 1))
+    assert probabilities.shape == (2, 32, 32, 3)
+    assert np.allclose(np.sum(probabilities, axis=-1), 1, atol=1e-5)
+    logits = build_unet("compact", 32, logits=True)
+    assert logits.layers[-1].activation.__name__ == "linear"
+
+
+@pytest.mark.parametrize("size, message", [(100, "divisible by 2\\*\\*depth = 16.*96"), (8, "divisible")])
+def test_bad_size_raises(size, message):
+    with pytest.raises(ValueError, match=message):
+        build_unet("compact", size)
+
+
+def test_unknown_names_raise():
+    with pytest.raises(ValueError, match="preset='huge'"):
+        build_unet("huge", 64)
+    with pytest.raises(ValueError, match="upsampling='cubic'"):
+        build_unet("compact", 64, upsampling="cubic")
+    with pytest.raises(ValueError, match="one width per encoder level"):
+        build_unet("compact", 64, decoder_filters=(8, 8))
+
+
+def test_paper_preset_has_the_known_parameter_count():
+    # 31,030,593 = the widely reported ~31.0 M of a "same"-padded U-Net with one output channel
+    assert build_unet("paper", 64).count_params() == 31_030_593
+
+
+def test_conv_block_parameters_match_the_formula():
+    inputs = keras.Input((16, 16, 3))
+    model = keras.Model(inputs, conv_block(inputs, 8))
+    assert model.count_params() == (3 * 3 * 3 * 8 + 8) + (3 * 3 * 8 * 8 + 8)
+
+
+def test_flops_of_a_single_convolution():
+    inputs = keras.Input((10, 12, 3))
+    model = keras.Model(inputs, keras.layers.Conv2D(5, 3, padding="same")(inputs))
+    assert conv_flops(model) == 2 * 3 * 3 * 3 * 5 * 10 * 12
+    up = keras.Model(inputs, keras.layers.Conv2DTranspose(4, 2, strides=2)(inputs))
+    assert conv_flops(up) == 2 * 2 * 2 * 3 * 4 * 10 * 12
+
+
+def test_context_block_gates_channels_with_global_information():
+    inputs = keras.Input((8, 8, 4))
+    model = keras.Model(inputs, context_block(inputs))
+    x = np.random.default_rng(0).random((1, 8, 8, 4)).astype("float32")
+    y = model(x).numpy()
+    ratio = y / x  # one factor per channel, the same at every pixel, between 0 and 1
+    assert np.allclose(ratio, ratio[:, :1, :1, :], atol=1e-5) and np.all((ratio > 0) & (ratio < 1))
+    assert model.count_params() == 4 * 4 + 4
+
+
+def test_save_and_load_round_trip(tmp_path):
+    model = build_unet("design_notes", 32)
+    x = np.random.default_rng(0).random((2, 32, 32, 1)).astype("float32")
+    model.save(tmp_path / "unet.keras")
+    loaded = keras.models.load_model(tmp_path / "unet.keras")
+    assert np.array_equal(model.predict(x, verbose=0), loaded.predict(x, verbose=0))
+
+
+def test_same_seed_same_initial_weights():
+    weights = []
+    for _ in range(2):
+        keras.utils.set_random_seed(7)
+        weights.append(build_unet("compact", 32).get_weights())
+    assert all(np.array_equal(a, b) for a, b in zip(*weights))
+    keras.utils.set_random_seed(8)
+    assert not all(np.array_equal(a, b) for a, b in zip(weights[0], build_unet("compact", 32).get_weights()))
+
+
+def test_overrides_replace_fields():
+    config = get_unet_config("paper", dropout=0.0)
+    assert config.dropout == 0.0 and config.encoder_filters == PRESETS["paper"].encoder_filters

@@ -1,0 +1,171 @@
+"""U-Net building blocks (Ronneberger, Fischer & Brox, 2015) as small Keras functions, and their assembly.
+
+Every block takes a tensor and returns a tensor (the encoder block returns two), so the chapters can build a
+model from them one step at a time with the Keras functional API. ``build_unet`` assembles a whole U-Net from a
+``UNetConfig``; ``PRESETS`` holds the configurations the book compares.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+from keras import layers
+
+
+def conv_block(x, filters: int, kernel_size: int = 3, batch_norm: bool = False, name: str = "block"):
+    """[Conv2D -> (BatchNorm) -> ReLU] twice, "same" padding: the U-Net's basic unit.
+
+    With batch normalisation the convolutions have no bias (the normalisation's offset replaces it).
+    """
+    for i in (1, 2):
+        x = layers.Conv2D(filters, kernel_size, padding="same", use_bias=not batch_norm,
+                          kernel_initializer="he_normal", name=f"{name}_conv{i}")(x)
+        if batch_norm:
+            x = layers.BatchNormalization(name=f"{name}_bn{i}")(x)
+        x = layers.ReLU(name=f"{name}_relu{i}")(x)
+    return x
+
+
+def encoder_block(x, filters: int, batch_norm: bool = False, name: str = "encoder"):
+    """A contracting step: conv_block, then 2x2 max-pooling with stride 2. Returns (skip, pooled)."""
+    skip = conv_block(x, filters, batch_norm=batch_norm, name=name)
+    pooled = layers.MaxPooling2D(pool_size=2, strides=2, name=f"{name}_pool")(skip)
+    return skip, pooled
+
+
+def upsample(x, filters: int, mode: str = "transpose", name: str = "up"):
+    """Double the resolution and set the channels to ``filters``.
+
+    "transpose": a learned 2x2 transposed convolution with stride 2 (what most code calls up-convolution).
+    "bilinear": fixed bilinear up-sampling followed by a 2x2 convolution -- the paper's own description.
+    """
+    if mode == "transpose":
+        return layers.Conv2DTranspose(filters, 2, strides=2, padding="same", name=f"{name}_transpose")(x)
+    if mode == "bilinear":
+        x = layers.UpSampling2D(2, interpolation="bilinear", name=f"{name}_bilinear")(x)
+        return layers.Conv2D(filters, 2, padding="same", name=f"{name}_conv")(x)
+    raise ValueError(f"upsampling={mode!r} is not known; use 'transpose' or 'bilinear'")
+
+
+def decoder_block(x, skip, filters: int, upsampling: str = "transpose", batch_norm: bool = False, name: str = "decoder"):
+    """An expanding step: up-sample, *concatenate* the encoder's skip tensor, conv_block."""
+    x = upsample(x, filters, upsampling, name=f"{name}_up")
+    x = layers.Concatenate(name=f"{name}_concat")([x, skip])
+    return conv_block(x, filters, batch_norm=batch_norm, name=name)
+
+
+def context_block(x, name: str = "context"):
+    """Global context as channel gating: global average pooling -> 1x1 convolution -> sigmoid -> scale.
+
+    Each channel of ``x`` is multiplied by a weight in (0, 1) computed from the whole image, so a pixel's value
+    depends on everything in the image, not only on its receptive field. The same idea as
+    squeeze-and-excitation (Hu et al., 2018) and the context-encoding module of EncNet (Zhang et al., 2018);
+    ParseNet (Liu et al., 2015) instead concatenates the pooled features back onto every pixel.
+    """
+    channels = x.shape[-1]
+    pooled = layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_pool")(x)
+    gate = layers.Conv2D(channels, 1, activation="sigmoid", name=f"{name}_gate")(pooled)
+    return layers.Multiply(name=f"{name}_scale")([x, gate])
+
+
+def output_head(x, num_classes: int = 1, logits: bool = False, name: str = "head"):
+    """1x1 convolution to ``num_classes`` maps; sigmoid for one class, softmax over classes for several.
+
+    ``logits=True`` returns the raw scores (no activation), for losses built with ``from_logits=True``, which
+    are numerically stabler. The head computes in float32 even under mixed precision.
+    """
+    x = layers.Conv2D(num_classes, 1, dtype="float32", name=f"{name}_conv")(x)
+    if logits:
+        return x
+    activation = "sigmoid" if num_classes == 1 else "softmax"
+    return layers.Activation(activation, dtype="float32", name=f"{name}_{activation}")(x)
+
+
+@dataclasses.dataclass(frozen=True)
+class UNetConfig:
+    """Everything that shapes a U-Net; ``depth`` is the number of pooling steps, len(encoder_filters)."""
+
+    encoder_filters: tuple[int, ...] = (64, 128, 256, 512)
+    bottleneck_filters: int = 1024
+    decoder_filters: tuple[int, ...] = (512, 256, 128, 64)
+    stem_kernel: int | None = None  # a single k x k convolution before the first block (e.g. 7)
+    upsampling: str = "transpose"
+    batch_norm: bool = False
+    dropout: float = 0.0  # on the bottleneck, "at the end of the contracting path" as in the paper
+    context: bool = False  # a context block on the bottleneck
+    num_classes: int = 1
+    logits: bool = False
+
+    @property
+    def depth(self) -> int:
+        return len(self.encoder_filters)
+
+
+PRESETS: dict[str, UNetConfig] = {
+    # The paper's widths and depth, with "same" padding (so output size = input size) and one output channel.
+    "paper": UNetConfig(dropout=0.5),
+    # Small enough to train on a CPU in minutes: a quarter of the paper's widths, with batch normalisation.
+    "compact": UNetConfig((16, 32, 64, 128), 256, (128, 64, 32, 16), batch_norm=True),
+    # The project's design notes: 7x7 stem, encoder 32/64/128, decoder 64/32/16, context block, sigmoid head.
+    "design_notes": UNetConfig((32, 64, 128), 256, (64, 32, 16), stem_kernel=7, batch_norm=True, context=True),
+}
+
+
+def get_unet_config(preset: str | UNetConfig = "compact", **overrides) -> UNetConfig:
+    """A preset by name (or a config), with fields replaced by ``overrides``."""
+    if isinstance(preset, str):
+        if preset not in PRESETS:
+            raise ValueError(f"preset={preset!r} is not known; choose one of {sorted(PRESETS)}")
+        preset = PRESETS[preset]
+    return dataclasses.replace(preset, **overrides)
+
+
+def build_unet(preset: str | UNetConfig = "compact", image_size: int = 256, channels: int = 1, **overrides) -> keras.Model:
+    """Assemble a U-Net from a preset name or UNetConfig, for square ``image_size`` x ``image_size`` inputs."""
+    config = get_unet_config(preset, **overrides)
+    if len(config.decoder_filters) != config.depth:
+        raise ValueError(f"decoder_filters {config.decoder_filters} must have one width per encoder level ({config.depth})")
+    if image_size % 2**config.depth:
+        raise ValueError(
+            f"image_size={image_size} is not divisible by 2**depth = {2**config.depth}: each of the {config.depth} "
+            f"poolings halves it; use e.g. {max(1, round(image_size / 2**config.depth)) * 2**config.depth}"
+        )
+    inputs = keras.Input(shape=(image_size, image_size, channels), name="image")
+    x = inputs
+    if config.stem_kernel:
+        x = layers.Conv2D(config.encoder_filters[0], config.stem_kernel, padding="same", activation="relu",
+                          kernel_initializer="he_normal", name="stem")(x)
+    skips = []
+    for level, filters in enumerate(config.encoder_filters, start=1):
+        skip, x = encoder_block(x, filters, config.batch_norm, name=f"encoder{level}")
+        skips.append(skip)
+    x = conv_block(x, config.bottleneck_filters, batch_norm=config.batch_norm, name="bottleneck")
+    if config.context:
+        x = context_block(x, name="context")
+    if config.dropout:
+        x = layers.Dropout(config.dropout, name="bottleneck_dropout")(x)
+    for level, (filters, skip) in enumerate(zip(config.decoder_filters, reversed(skips)), start=1):
+        x = decoder_block(x, skip, filters, config.upsampling, config.batch_norm, name=f"decoder{level}")
+    outputs = output_head(x, config.num_classes, config.logits)
+    name = preset if isinstance(preset, str) else "unet"
+    return keras.Model(inputs, outputs, name=f"unet_{name}")
+
+
+def conv_flops(model: keras.Model) -> int:
+    """Floating-point operations of one forward pass for one image, counting a multiply-add as 2.
+
+    Counts the convolutions (Conv2D, Conv2DTranspose), which hold nearly all of a U-Net's arithmetic;
+    pooling, normalisation, activations and concatenation are left out.
+    """
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, (layers.Conv2D, layers.Conv2DTranspose)):
+            kernel_h, kernel_w, *_ = layer.kernel.shape
+            c_in = layer.input.shape[-1]
+            c_out = layer.filters
+            if isinstance(layer, layers.Conv2DTranspose):  # each input pixel scatters a k x k patch
+                positions = layer.input.shape[1] * layer.input.shape[2]
+            else:
+                positions = layer.output.shape[1] * layer.output.shape[2]
+            total += 2 * kernel_h * kernel_w * c_in * c_out * positions
+    return int(total)
