@@ -87,6 +87,14 @@ def load_index(root: str | Path) -> pd.DataFrame:
     return index
 
 
+def unlabelled_images(root: str | Path) -> pd.DataFrame:
+    """The DICOM files under ``root`` that the label CSV does not mention (the test images): image_id, path."""
+    labels, _ = read_labels(find_label_file(root))
+    known = set(labels["image_id"])
+    rows = [(p.stem, str(p)) for p in sorted(Path(root).rglob("*.dcm")) if p.stem not in known]
+    return pd.DataFrame(rows, columns=["image_id", "path"])
+
+
 def split_index(index: pd.DataFrame, validation_fraction: float = 0.15, test_fraction: float = 0.15, seed: int = 42) -> pd.DataFrame:
     """Add a ``split`` column (train/validation/test): stratified by has_pneumothorax, grouped by patient_id.
 

@@ -1,0 +1,147 @@
+"""Training a U-Net with model.fit: data, model, callbacks, device set-up, and a command-line entry point.
+
+    python -m utils.train --preset compact --epochs 40 --image-size 512 --run-dir runs/compact
+
+runs the same training as the training chapter (``UNET_BOOK_MODE`` picks the default sizes).
+"""
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+from pathlib import Path
+
+import keras
+import pandas as pd
+import tensorflow as tf
+
+from utils.config import RunConfig, get_config
+from utils.data import load_index, make_dataset, split_index
+from utils.losses import LOSSES, metrics
+from utils.model import build_unet
+
+MONITOR = "val_competition_score"
+
+
+def configure_device(mixed_precision: bool | None = None) -> dict:
+    """Switch on mixed precision and XLA on a GPU, leave both off on a CPU; say which happened.
+
+    Call before building the model (the dtype policy applies to layers created afterwards).
+    """
+    gpus = tf.config.list_physical_devices("GPU")
+    use_mixed = bool(gpus) if mixed_precision is None else mixed_precision
+    keras.mixed_precision.set_global_policy("mixed_float16" if use_mixed else "float32")
+    return {
+        "device": f"{len(gpus)} GPU(s): {', '.join(g.name for g in gpus)}" if gpus else "CPU only",
+        "mixed_precision": use_mixed,
+        "jit_compile": bool(gpus),
+    }
+
+
+class EpochSummary(keras.callbacks.Callback):
+    """One short line per epoch instead of a progress bar."""
+
+    def __init__(self, keys=("loss", "val_loss", "val_competition_score", "val_positive_dice")):
+        super().__init__()
+        self.keys = keys
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        values = "  ".join(f"{k} {logs[k]:.3f}" for k in self.keys if k in logs)
+        rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        print(f"epoch {epoch + 1:3d}/{self.params['epochs']}  {values}  lr {rate:.1e}  {time.perf_counter() - self.start:.1f} s", flush=True)
+
+
+def make_callbacks(run_dir: str | Path, patience: int = 8, summary: bool = True) -> list:
+    """Best checkpoint by the validation score, early stopping, LR on plateau, CSV + TensorBoard logs, backup.
+
+    ``BackupAndRestore`` keeps ``run_dir/backup``: if a run is interrupted, the same call resumes it at the
+    epoch it reached, with the model's and optimizer's state. The CSV log appends, so it covers both parts.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
+        keras.callbacks.ModelCheckpoint(str(run_dir / "best.keras"), monitor=MONITOR, mode="max", save_best_only=True),
+        keras.callbacks.EarlyStopping(monitor=MONITOR, mode="max", patience=patience, restore_best_weights=True),
+        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=3, min_lr=1e-5),
+        keras.callbacks.CSVLogger(str(run_dir / "log.csv"), append=True),
+        keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), histogram_freq=0, write_graph=False),
+    ]
+    return callbacks + ([EpochSummary()] if summary else [])
+
+
+def compile_model(model: keras.Model, loss: str = "bce_dice", learning_rate: float = 1e-3, jit_compile: bool = False) -> keras.Model:
+    if loss not in LOSSES:
+        raise ValueError(f"loss={loss!r} is not known; choose one of {sorted(LOSSES)}")
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=LOSSES[loss], metrics=metrics(), jit_compile=jit_compile)
+    return model
+
+
+def prepare_data(root: str | Path, config: RunConfig) -> tuple[pd.DataFrame, tf.data.Dataset, tf.data.Dataset]:
+    """Index, patient-grouped split, and the training and validation pipelines for ``config``'s sizes."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        index = load_index(root)
+    if config.num_samples and config.num_samples < len(index):
+        index = index.sample(n=config.num_samples, random_state=config.seed)
+    splits = split_index(index, seed=config.seed)
+    train = make_dataset(splits[splits["split"] == "train"], config.image_size, config.batch_size, training=True, seed=config.seed)
+    validation = make_dataset(splits[splits["split"] == "validation"], config.image_size, config.batch_size)
+    return splits, train, validation
+
+
+def train(
+    root: str | Path,
+    run_dir: str | Path,
+    config: RunConfig | None = None,
+    preset: str = "compact",
+    loss: str = "bce_dice",
+    learning_rate: float = 1e-3,
+    extra_callbacks: list | None = None,
+):
+    """Train a U-Net on the data under ``root``; returns (model, history, splits, device)."""
+    config = config or get_config()
+    keras.utils.set_random_seed(config.seed)
+    device = configure_device()
+    splits, train_data, validation_data = prepare_data(root, config)
+    model = compile_model(build_unet(preset, config.image_size), loss, learning_rate, device["jit_compile"])
+    history = model.fit(
+        train_data,
+        validation_data=validation_data,
+        epochs=config.num_epochs,
+        callbacks=make_callbacks(run_dir) + list(extra_callbacks or []),
+        verbose=0,
+    )
+    return model, history, splits, device
+
+
+def main(argv: list[str] | None = None) -> None:
+    import dataclasses
+
+    from utils.kaggle_download import data_root
+
+    defaults = get_config()
+    parser = argparse.ArgumentParser(description="Train the book's U-Net (the same code as the training chapter).")
+    parser.add_argument("--preset", default="compact", help="compact, paper or design_notes")
+    parser.add_argument("--loss", default="bce_dice", choices=sorted(LOSSES))
+    parser.add_argument("--epochs", type=int, default=defaults.num_epochs)
+    parser.add_argument("--image-size", type=int, default=defaults.image_size)
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--run-dir", default="runs/train", help="checkpoints, logs and the resume backup go here")
+    parser.add_argument("--data", default=None, help="data folder (default: $SIIM_DATA_DIR, else the bundled sample)")
+    args = parser.parse_args(argv)
+    config = dataclasses.replace(defaults, num_epochs=args.epochs, image_size=args.image_size, batch_size=args.batch_size)
+    root = Path(args.data) if args.data else data_root()[0]
+    model, history, _, device = train(root, args.run_dir, config, args.preset, args.loss, args.learning_rate)
+    best = max(history.history[MONITOR])
+    print(f"{device['device']}; mixed precision {'on' if device['mixed_precision'] else 'off'}. "
+          f"Best {MONITOR} {best:.4f}; model in {Path(args.run_dir) / 'best.keras'}")
+
+
+if __name__ == "__main__":
+    main()
