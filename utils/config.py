@@ -27,7 +27,7 @@ class RunConfig:
 
 
 PRESETS: dict[str, dict] = {
-    "quick": dict(image_size=128, num_epochs=12, batch_size=8, num_samples=None),
+    "quick": dict(image_size=128, num_epochs=16, batch_size=8, num_samples=None),
     "full": dict(image_size=512, num_epochs=40, batch_size=16, num_samples=None),
 }
 

@@ -21,7 +21,7 @@ def conv_block(x, filters: int, kernel_size: int = 3, batch_norm: bool = False, 
         x = layers.Conv2D(filters, kernel_size, padding="same", use_bias=not batch_norm,
                           kernel_initializer="he_normal", name=f"{name}_conv{i}")(x)
         if batch_norm:
-            x = layers.BatchNormalization(name=f"{name}_bn{i}")(x)
+            x = layers.BatchNormalization(momentum=0.9, name=f"{name}_bn{i}")(x)
         x = layers.ReLU(name=f"{name}_relu{i}")(x)
     return x
 
