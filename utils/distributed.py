@@ -1,0 +1,189 @@
+"""Multi-worker training with tf.distribute.MultiWorkerMirroredStrategy and a custom training loop.
+
+Keras 3.15's ``model.fit`` fails under MultiWorkerMirroredStrategy ("Attempt to convert a value
+(PerReplica...)", keras-team/keras#20585, tensorflow/tensorflow#72388), so the workers train with a plain loop:
+``strategy.run`` of a ``GradientTape`` step on the Keras model and optimizer. Checkpoints are written every epoch;
+a restarted cluster resumes from the last one. Each worker runs
+
+    TF_CONFIG='{"cluster": {"worker": ["localhost:P0", "localhost:P1"]}, "task": {"type": "worker", "index": I}}' \
+        python -m utils.distributed --data arrays.npz --checkpoints ckpt --epochs 4 --output weights
+
+and ``launch_cluster`` starts such processes on one machine, for teaching and testing.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from utils.config import REPO_ROOT
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports that are free on localhost right now (the OS picks them)."""
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("localhost", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def tf_config(ports: list[int], index: int) -> str:
+    """The TF_CONFIG of worker ``index`` in a cluster of localhost workers on ``ports``."""
+    return json.dumps({"cluster": {"worker": [f"localhost:{p}" for p in ports]}, "task": {"type": "worker", "index": index}})
+
+
+def launch_cluster(arguments: list[str], num_workers: int, log_dir: str | Path) -> list[subprocess.Popen]:
+    """Start ``num_workers`` processes of ``python -m utils.distributed ARGUMENTS`` with their TF_CONFIG.
+
+    Each worker's output goes to ``log_dir/worker-I.log``. The caller waits with ``wait_for`` (time limits).
+    """
+    log_dir = Path(log_dir)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    ports = free_ports(num_workers)
+    processes = []
+    for index in range(num_workers):
+        env = dict(os.environ, TF_CONFIG=tf_config(ports, index), TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
+        env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), env.get("PYTHONPATH", "")])
+        log = open(log_dir / f"worker-{index}.log", "w")
+        processes.append(subprocess.Popen([sys.executable, "-m", "utils.distributed", *arguments], env=env,
+                                          stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT))
+    return processes
+
+
+def wait_for(processes: list[subprocess.Popen], timeout: float) -> list[int | None]:
+    """Wait up to ``timeout`` seconds for all processes; kill the ones still running. Returns exit codes."""
+    deadline = time.monotonic() + timeout
+    for process in processes:
+        try:
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            pass
+    codes = []
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+            codes.append(None)  # None: had to be killed at the time limit
+        else:
+            codes.append(process.returncode)
+    return codes
+
+
+def train_custom_loop(strategy, data: dict, epochs: int, checkpoint_dir: str | Path, per_replica_batch: int = 4,
+                      learning_rate: float = 1e-3, seed: int = 0, log=print):
+    """Train the compact U-Net (no batch normalisation) with ``strategy`` and a custom loop; returns the model.
+
+    The data order is a fixed function of (seed, epoch), so a resumed run sees exactly the batches the
+    uninterrupted one saw. After every epoch a checkpoint (model, optimizer, epoch) is written; at start the
+    latest one is restored and training continues from the epoch after it.
+    """
+    import keras
+    import tensorflow as tf
+
+    from utils.losses import bce_dice_loss
+    from utils.model import build_unet
+
+    images, masks = data["images"], data["masks"]
+    replicas = strategy.num_replicas_in_sync
+    global_batch = per_replica_batch * replicas
+    steps = len(images) // global_batch
+    keras.utils.set_random_seed(seed)
+    with strategy.scope():  # variables created here are mirrored on every replica
+        model = build_unet("compact", images.shape[1], batch_norm=False)
+        optimizer = keras.optimizers.Adam(learning_rate)
+        optimizer.build(model.trainable_variables)
+        epoch_counter = tf.Variable(0, dtype=tf.int64, trainable=False)
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_counter)
+    task = getattr(strategy.cluster_resolver, "task_id", 0) if hasattr(strategy, "cluster_resolver") else 0
+    is_chief = task == 0
+    # Every worker must take part in saving; only the chief's copy is kept in checkpoint_dir.
+    write_dir = Path(checkpoint_dir) if is_chief else Path(checkpoint_dir) / f".worker-{task}-tmp"
+    manager = tf.train.CheckpointManager(checkpoint, str(write_dir), max_to_keep=2)
+    latest = tf.train.latest_checkpoint(str(checkpoint_dir))
+    if latest:
+        checkpoint.restore(latest)
+        log(f"restored {Path(latest).name}: resuming after epoch {int(epoch_counter.numpy())}")
+
+    def dataset_for(epoch: int):
+        def make(context: tf.distribute.InputContext):
+            order = np.random.default_rng([seed, epoch]).permutation(len(images))
+            ds = tf.data.Dataset.from_tensor_slices((images[order], masks[order]))
+            ds = ds.batch(global_batch, drop_remainder=True).take(steps).unbatch()
+            ds = ds.shard(context.num_input_pipelines, context.input_pipeline_id)
+            return ds.batch(context.get_per_replica_batch_size(global_batch)).prefetch(2)
+        return strategy.distribute_datasets_from_function(make)
+
+    @tf.function
+    def train_step(x, y):
+        def replica_step(x, y):
+            with tf.GradientTape() as tape:
+                per_image = bce_dice_loss(y, model(x, training=True))
+                loss = tf.nn.compute_average_loss(per_image, global_batch_size=global_batch)
+            gradients = tape.gradient(loss, model.trainable_variables)
+            optimizer.apply_gradients(zip(gradients, model.trainable_variables))  # all-reduced across replicas
+            return loss
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(replica_step, args=(x, y)), axis=None)
+
+    for epoch in range(int(epoch_counter.numpy()), epochs):
+        start, total = time.perf_counter(), 0.0
+        for x, y in dataset_for(epoch):
+            total += float(train_step(x, y))
+        epoch_counter.assign(epoch + 1)
+        manager.save(checkpoint_number=epoch + 1)
+        log(f"epoch {epoch + 1}/{epochs} loss {total / steps:.5f} ({time.perf_counter() - start:.1f} s, {replicas} replicas)")
+    return model
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="One worker of a MultiWorkerMirroredStrategy cluster (reads TF_CONFIG).")
+    parser.add_argument("--data", required=True, help=".npz with arrays 'images' and 'masks'")
+    parser.add_argument("--checkpoints", required=True)
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--batch-size", type=int, default=4, help="per replica")
+    parser.add_argument("--output", required=True, help="each worker writes OUTPUT-worker-I.npz with its final weights")
+    parser.add_argument("--use-fit", action="store_true", help="train with model.fit instead (fails in Keras 3.15)")
+    args = parser.parse_args(argv)
+    if "TF_CONFIG" not in os.environ:
+        raise SystemExit("TF_CONFIG is not set: start workers with utils.distributed.launch_cluster or set it per node")
+    import tensorflow as tf
+
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    task = strategy.cluster_resolver.task_id
+    log = lambda message: print(f"[worker {task}] {message}", flush=True)  # noqa: E731
+    log(f"cluster {json.loads(os.environ['TF_CONFIG'])['cluster']}; {strategy.num_replicas_in_sync} replicas in sync")
+    data = dict(np.load(args.data))
+    if args.use_fit:
+        fit_under_strategy(strategy, data, args.batch_size)
+        log("model.fit finished")
+        return
+    model = train_custom_loop(strategy, data, args.epochs, args.checkpoints, args.batch_size, log=log)
+    np.savez(f"{args.output}-worker-{task}.npz", *model.get_weights())
+    log("done")
+
+
+def fit_under_strategy(strategy, data: dict, per_replica_batch: int) -> None:
+    """model.fit under the given strategy (the path that fails under MultiWorkerMirroredStrategy in Keras 3.15)."""
+    import tensorflow as tf
+
+    from utils.model import build_unet
+    from utils.train import compile_model
+
+    global_batch = per_replica_batch * strategy.num_replicas_in_sync
+    with strategy.scope():
+        model = compile_model(build_unet("compact", data["images"].shape[1], batch_norm=False))
+    dataset = tf.data.Dataset.from_tensor_slices((data["images"], data["masks"])).batch(global_batch, drop_remainder=True)
+    model.fit(dataset, epochs=1, verbose=0)
+
+
+if __name__ == "__main__":
+    main()
