@@ -25,5 +25,6 @@ def test_unknown_mode_names_the_variable(monkeypatch):
 def test_modes_differ_only_in_sizes():
     quick, full = get_config("quick"), get_config("full")
     differing = {f.name for f in dataclasses.fields(quick) if getattr(quick, f.name) != getattr(full, f.name)}
-    assert differing <= {"mode", "image_size", "num_epochs", "num_samples", "batch_size"}
+    assert differing <= {"mode", "image_size", "num_epochs", "num_samples", "batch_size", "search_image_size",
+                         "search_epochs", "search_samples"}
     assert full.image_size > quick.image_size and full.num_epochs > quick.num_epochs

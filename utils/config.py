@@ -23,12 +23,17 @@ class RunConfig:
     num_epochs: int  # training epochs
     batch_size: int
     num_samples: int | None  # images to use; None means all that are present
+    search_image_size: int  # hyperparameter-search trials: smaller images ...
+    search_epochs: int  # ... fewer epochs ...
+    search_samples: int | None  # ... and fewer images than a training run
     seed: int = 42
 
 
 PRESETS: dict[str, dict] = {
-    "quick": dict(image_size=128, num_epochs=16, batch_size=8, num_samples=None),
-    "full": dict(image_size=512, num_epochs=40, batch_size=16, num_samples=None),
+    "quick": dict(image_size=96, num_epochs=16, batch_size=8, num_samples=None,
+                  search_image_size=48, search_epochs=6, search_samples=120),
+    "full": dict(image_size=512, num_epochs=40, batch_size=16, num_samples=None,
+                 search_image_size=256, search_epochs=10, search_samples=None),
 }
 
 

@@ -1,0 +1,129 @@
+"""Hyperparameter search with KerasTuner: the model-building function, the search space, and a distributed
+search's worker entry point.
+
+    KERASTUNER_TUNER_ID=chief KERASTUNER_ORACLE_IP=127.0.0.1 KERASTUNER_ORACLE_PORT=8000 \
+        python -m utils.tuning --directory runs/search --image-size 64 --epochs 3
+
+(run once as the chief and once per worker with KERASTUNER_TUNER_ID=tuner0, tuner1, ...).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import os
+import warnings
+
+import keras
+import keras_tuner
+
+from utils.config import RunConfig, get_config
+from utils.losses import LOSSES, metrics
+from utils.model import build_unet
+
+OBJECTIVE = keras_tuner.Objective("val_competition_score", direction="max")
+def search_space(base_filters=(8, 16), learning_rates=(1e-3, 3e-3), depths=(3,), losses=("bce_dice",)) -> keras_tuner.HyperParameters:
+    """The grid as KerasTuner hyperparameters: Int with a step and Choice, so GridSearch can enumerate every value.
+
+    A dimension given a single value is Fixed. The defaults make a 2 x 2 grid (base filters x learning rate).
+    """
+    hp = keras_tuner.HyperParameters()
+    for name, values in (("base_filters", base_filters), ("depth", depths)):
+        if len(values) == 1:
+            hp.Fixed(name, values[0])
+        else:
+            step = values[1] - values[0]
+            if list(values) != list(range(values[0], values[-1] + 1, step)):
+                raise ValueError(f"{name} values {values} must be evenly spaced for hp.Int; use a Choice instead")
+            hp.Int(name, values[0], values[-1], step=step)
+    hp.Choice("learning_rate", list(learning_rates)) if len(learning_rates) > 1 else hp.Fixed("learning_rate", learning_rates[0])
+    hp.Choice("loss", list(losses)) if len(losses) > 1 else hp.Fixed("loss", losses[0])
+    return hp
+
+
+class UNetHyperModel(keras_tuner.HyperModel):
+    """Builds and compiles a U-Net for one trial's hyperparameters (widths double per level from base_filters)."""
+
+    def __init__(self, image_size: int):
+        super().__init__(name="unet")
+        self.image_size = image_size
+
+    def build(self, hp: keras_tuner.HyperParameters) -> keras.Model:
+        base = hp.get("base_filters")
+        depth = hp.get("depth")
+        encoder = tuple(base * 2**level for level in range(depth))
+        model = build_unet("compact", self.image_size, encoder_filters=encoder, bottleneck_filters=base * 2**depth,
+                           decoder_filters=encoder[::-1])
+        model.compile(optimizer=keras.optimizers.Adam(hp.get("learning_rate")), loss=LOSSES[hp.get("loss")], metrics=metrics())
+        return model
+
+
+class ResumableGridSearchOracle(keras_tuner.oracles.GridSearchOracle):
+    """GridSearchOracle that can continue a search reloaded from its directory.
+
+    KerasTuner 1.4.8 does not save the grid oracle's ordering of trials, so a reloaded grid search crashes with a
+    KeyError or stops early (keras-team/keras-tuner#1055, open). After reloading, this rebuilds that ordering from
+    the trials on disk: finished trials are not run again, and an interrupted one is run again from its start.
+    """
+
+    def reload(self):
+        super().reload()
+        from keras_tuner.src.tuners.gridsearch import LinkedList  # no public import path
+
+        by_grid_position = functools.cmp_to_key(lambda a, b: self._compare(a.hyperparameters.values, b.hyperparameters.values))
+        ordered = sorted(self.trials.values(), key=by_grid_position)
+        self._ordered_ids = LinkedList()
+        for trial in ordered:
+            self._ordered_ids.insert(trial.trial_id)
+        self._populate_next = [t.trial_id for t in ordered if t.status == keras_tuner.engine.trial.TrialStatus.COMPLETED]
+
+
+def grid_search(image_size: int, directory, project_name: str = "grid", max_trials: int | None = None,
+                hyperparameters: keras_tuner.HyperParameters | None = None, seed: int = 42, **kwargs) -> keras_tuner.Tuner:
+    """A grid-search tuner over ``hyperparameters`` (default: ``search_space()``) that resumes from ``directory``."""
+    oracle = ResumableGridSearchOracle(objective=OBJECTIVE, max_trials=max_trials, seed=seed,
+                                       hyperparameters=hyperparameters or search_space())
+    return keras_tuner.Tuner(oracle=oracle, hypermodel=UNetHyperModel(image_size), directory=directory,
+                             project_name=project_name, overwrite=False, **kwargs)
+
+
+def tuning_config(config: RunConfig) -> RunConfig:
+    """The run configuration of one trial: the search sizes of ``config`` (smaller and shorter than training)."""
+    return dataclasses.replace(config, image_size=config.search_image_size, num_epochs=config.search_epochs,
+                               num_samples=config.search_samples)
+
+
+def trials_table(tuner: keras_tuner.Tuner) -> "pd.DataFrame":
+    """One row per finished trial: its hyperparameters and score, best first."""
+    import pandas as pd
+
+    rows = [{"trial": trial.trial_id, **trial.hyperparameters.values, "score": trial.score}
+            for trial in tuner.oracle.trials.values() if trial.status == "COMPLETED"]
+    return pd.DataFrame(rows).sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """One process of a distributed grid search (chief or worker, from KERASTUNER_TUNER_ID)."""
+    from utils.kaggle_download import data_root
+    from utils.train import prepare_data
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--directory", required=True)
+    parser.add_argument("--project-name", default="grid")
+    parser.add_argument("--image-size", type=int, default=None)
+    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--max-trials", type=int, default=None)
+    args = parser.parse_args(argv)
+    config = tuning_config(get_config())
+    config = dataclasses.replace(config, image_size=args.image_size or config.image_size, num_epochs=args.epochs or config.num_epochs)
+    role = os.environ.get("KERASTUNER_TUNER_ID", "(not distributed)")
+    tuner = grid_search(config.image_size, args.directory, args.project_name, args.max_trials, seed=config.seed)
+    _, train_data, validation_data = prepare_data(data_root()[0], config)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tuner.search(train_data, validation_data=validation_data, epochs=config.num_epochs, verbose=0)
+    print(f"[{role}] search finished", flush=True)
+
+
+if __name__ == "__main__":
+    main()
