@@ -128,3 +128,15 @@ def test_unknown_loss_is_rejected():
 
     with pytest.raises(ValueError, match="loss='l1'"):
         compile_model(build_unet("compact", 32), loss="l1")
+
+
+def test_min_area_turns_specks_into_empty_predictions():
+    true = np.zeros((1, 16, 16, 1), "float32")
+    speck = true.copy()
+    speck[0, 3, 3] = 0.9  # one stray pixel on an empty image
+    assert float(hard_dice(true, speck)[0]) == 0.0
+    assert float(hard_dice(true, speck, min_area=2)[0]) == 1.0
+    positive = true.copy()
+    positive[0, 2:10, 2:10] = 1
+    assert float(hard_dice(positive, positive, min_area=2)[0]) == 1.0
+    assert float(hard_dice(positive, positive, min_area=100)[0]) == 0.0  # a real region below min_area is lost

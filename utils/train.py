@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from utils.config import RunConfig, get_config
 from utils.data import load_index, make_dataset, split_index
-from utils.losses import LOSSES, metrics
+from utils.losses import LOSSES, default_min_area, metrics
 from utils.model import build_unet
 
 MONITOR = "val_competition_score"
@@ -58,6 +58,10 @@ class EpochSummary(keras.callbacks.Callback):
 def make_callbacks(run_dir: str | Path, patience: int = 8, summary: bool = True) -> list:
     """Best checkpoint by the validation score, early stopping, LR on plateau, CSV + TensorBoard logs, backup.
 
+    Early stopping watches the validation loss, which falls steadily, rather than the score, which jumps: early in
+    training a model that predicts nothing scores the all-empty baseline, and stopping on the score could end a
+    run before the model has overtaken that baseline. The checkpoint keeps the epoch with the best score.
+
     ``BackupAndRestore`` keeps ``run_dir/backup``: if a run is interrupted, the same call resumes it at the
     epoch it reached, with the model's and optimizer's state. The CSV log appends, so it covers both parts.
     """
@@ -66,7 +70,7 @@ def make_callbacks(run_dir: str | Path, patience: int = 8, summary: bool = True)
     callbacks = [
         keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
         keras.callbacks.ModelCheckpoint(str(run_dir / "best.keras"), monitor=MONITOR, mode="max", save_best_only=True),
-        keras.callbacks.EarlyStopping(monitor=MONITOR, mode="max", patience=patience, restore_best_weights=True),
+        keras.callbacks.EarlyStopping(monitor="val_loss", mode="min", patience=patience),
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=3, min_lr=1e-5),
         keras.callbacks.CSVLogger(str(run_dir / "log.csv"), append=True),
         keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), histogram_freq=0, write_graph=False),
@@ -77,7 +81,9 @@ def make_callbacks(run_dir: str | Path, patience: int = 8, summary: bool = True)
 def compile_model(model: keras.Model, loss: str = "bce_dice", learning_rate: float = 1e-3, jit_compile: bool = False) -> keras.Model:
     if loss not in LOSSES:
         raise ValueError(f"loss={loss!r} is not known; choose one of {sorted(LOSSES)}")
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=LOSSES[loss], metrics=metrics(), jit_compile=jit_compile)
+    min_area = default_min_area(model.input.shape[1])  # specks below 0.2% of the image count as empty
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=LOSSES[loss], metrics=metrics(min_area),
+                  jit_compile=jit_compile)
     return model
 
 

@@ -18,8 +18,8 @@ import keras
 import keras_tuner
 
 from utils.config import RunConfig, get_config
-from utils.losses import LOSSES, metrics
 from utils.model import build_unet
+from utils.train import compile_model
 
 OBJECTIVE = keras_tuner.Objective("val_competition_score", direction="max")
 def search_space(base_filters=(8, 16), learning_rates=(1e-3, 3e-3), depths=(3,), losses=("bce_dice",)) -> keras_tuner.HyperParameters:
@@ -54,8 +54,7 @@ class UNetHyperModel(keras_tuner.HyperModel):
         encoder = tuple(base * 2**level for level in range(depth))
         model = build_unet("compact", self.image_size, encoder_filters=encoder, bottleneck_filters=base * 2**depth,
                            decoder_filters=encoder[::-1])
-        model.compile(optimizer=keras.optimizers.Adam(hp.get("learning_rate")), loss=LOSSES[hp.get("loss")], metrics=metrics())
-        return model
+        return compile_model(model, hp.get("loss"), hp.get("learning_rate"))
 
 
 class ResumableGridSearchOracle(keras_tuner.oracles.GridSearchOracle):
