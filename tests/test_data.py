@@ -1,6 +1,5 @@
 """Index, split and tf.data pipeline on a small generated sample, in both layouts of the real data."""
 import shutil
-import warnings
 
 import numpy as np
 import pandas as pd

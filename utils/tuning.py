@@ -92,7 +92,7 @@ def tuning_config(config: RunConfig) -> RunConfig:
                                num_samples=config.search_samples)
 
 
-def trials_table(tuner: keras_tuner.Tuner) -> "pd.DataFrame":
+def trials_table(tuner: keras_tuner.Tuner):
     """One row per finished trial: its hyperparameters and score, best first."""
     import pandas as pd
 
