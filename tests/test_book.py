@@ -1,6 +1,7 @@
 """The book's structure: notebooks clean and listed, one repository URL, pinned environment, Colab set-up."""
 import json
 import re
+import shutil
 import subprocess
 import sys
 import types
@@ -82,19 +83,89 @@ def test_launch_buttons_point_at_colab_and_binder():
     assert CONFIG["execute"]["execute_notebooks"] == "cache"
 
 
-def test_colab_branch_of_the_setup_cell(monkeypatch, tmp_path):
-    """Run the set-up cell as Colab would, offline: a stand-in google.colab module, recorded commands."""
-    source = code_cells(NOTEBOOKS[0])[0]
+def run_setup_cell_as_colab(notebook, monkeypatch, tmp_path, missing=(), versions=None):
+    """Run a notebook's set-up cell as Colab would, offline: a stand-in google.colab module, a fake clone, and
+    pip commands recorded instead of run. ``missing`` distributions look uninstalled; ``versions`` overrides
+    what others report. Returns the recorded commands."""
+    from utils import environment
+
     calls = []
-    monkeypatch.setitem(sys.modules, "google", types.ModuleType("google"))
+
+    def run(command, check):
+        calls.append(command)
+        if command[:2] == ["git", "clone"]:  # the clone: the book's files at the target
+            Path(command[-1]).mkdir(parents=True)
+            shutil.copy(ROOT / environment.EXTRAS_FILE, command[-1])
+
+    real_version = environment.installed_version
+    overrides = {**dict.fromkeys(missing), **(versions or {})}
+    monkeypatch.setattr(environment, "installed_version", lambda name: overrides[name] if name in overrides else real_version(name))
     monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
-    monkeypatch.setattr(subprocess, "run", lambda command, check: calls.append(command))
+    monkeypatch.setattr(subprocess, "run", run)
     monkeypatch.setattr(sys, "path", list(sys.path))
-    exec(compile(source, "setup-cell", "exec"), {})
-    clone, install = calls
+    monkeypatch.setenv("UNET_BOOK_DIR", str(tmp_path / "book"))
+    exec(compile(code_cells(notebook)[0], "setup-cell", "exec"), {})
+    assert sys.path[0] == str(tmp_path / "book")
+    clone = calls.pop(0)
     assert clone[:2] == ["git", "clone"] and REPO_URL in clone and "main" in clone
-    assert install[1:5] == ["-m", "pip", "install", "-q"] and install[-1].endswith("requirements.txt")
-    assert sys.path[0] == "/content/pneumothorax-unet"
+    return calls
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
+def test_colab_setup_installs_only_what_colab_lacks(notebook, monkeypatch, tmp_path):
+    from utils import environment
+
+    extras = environment.read_requirements(ROOT / environment.EXTRAS_FILE)
+    (install,) = run_setup_cell_as_colab(notebook, monkeypatch, tmp_path, missing=[r.split("==")[0] for r in extras])
+    assert install[1:4] == ["-m", "pip", "install"] and "-q" not in install  # pip's output (and prompts) stay visible
+    constraints_file = install[install.index("-c") + 1]
+    assert install[install.index("-c") + 2:] == extras
+    for requirement in install[4:]:
+        assert requirement.split("==")[0].lower() not in environment.NEVER_INSTALL
+    constraints = Path(constraints_file).read_text().split()
+    for name in ("tensorflow", "keras", "numpy", "pandas"):  # held at what is installed: pip cannot replace them
+        assert f"{name}=={environment.installed_version(name)}" in constraints
+
+
+def test_colab_setup_run_twice_installs_nothing(monkeypatch, tmp_path):
+    assert run_setup_cell_as_colab(NOTEBOOKS[0], monkeypatch, tmp_path) == []
+
+
+def test_colab_setup_says_what_to_do_on_an_old_runtime(monkeypatch, tmp_path, capsys):
+    run_setup_cell_as_colab(NOTEBOOKS[0], monkeypatch, tmp_path, versions={"tensorflow": "2.17.1", "keras": "3.8.0"})
+    message = capsys.readouterr().out
+    assert "tensorflow 2.17.1 (the book needs 2.20 or newer)" in message and "keras 3.8.0" in message
+    assert "Runtime version: Latest" in message and message.count("\n") == 1
+
+
+def test_colab_extras_and_colab_pins():
+    from utils import environment
+
+    extras = environment.read_requirements(ROOT / environment.EXTRAS_FILE)
+    assert {r.split("==")[0] for r in extras} == {"keras-tuner", "pydicom"}
+    runtime = set(environment.read_requirements(ROOT / "requirements.txt"))
+    assert set(extras) <= runtime, "the Colab extras must be the versions that requirements.txt pins"
+    colab = (ROOT / "requirements-colab.txt").read_text()
+    assert f"-r {environment.EXTRAS_FILE}" in colab
+    for pin in ("tensorflow==2.20.0", "keras==3.13.2", "numpy==2.1.3", "pandas==2.2.3"):  # Colab's, Aug 2026
+        assert pin in colab.splitlines()
+        name, version = pin.split("==")
+        assert environment._version_tuple(version) >= environment._version_tuple(environment.MINIMUM_VERSIONS[name])
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
+def test_chapter_opens_with_text_and_a_colab_badge(notebook):
+    cells = load(notebook)["cells"]
+    badge = f"{CONFIG['launch_buttons']['colab_url']}/github/{REPO_URL.split('github.com/')[1]}/blob/{CONFIG['repository']['branch']}/notebooks/{notebook.name}"
+    assert f"]({badge})" in "".join(cells[0]["source"]), f"{notebook.name}: the first cell needs the badge linking {badge}"
+    setup = next(c for c in cells if c["cell_type"] == "code")
+    assert "hide-input" in setup["metadata"].get("tags", []), f"{notebook.name}: fold the set-up cell (tag hide-input)"
+
+
+def test_make_test_executes_each_notebook_once():
+    makefile = (ROOT / "Makefile").read_text()
+    recipe = makefile.split("\ntest:")[1].split("\n\n")[0]
+    assert "nbval" not in recipe and recipe.count("jupyter-book build") == 1 and "--warningiserror" in recipe
 
 
 def test_local_branch_of_the_setup_cell(monkeypatch):
@@ -106,7 +177,8 @@ def test_local_branch_of_the_setup_cell(monkeypatch):
 
 
 def test_requirements_are_pinned():
-    for name in ("requirements.txt", "requirements-dev.txt"):
+    for name in ("requirements.txt", "requirements-dev.txt", "requirements-test.txt", "requirements-colab.txt",
+                 "requirements-colab-extras.txt"):
         for line in (ROOT / name).read_text().splitlines():
             line = line.split("#")[0].strip()
             if line and not line.startswith("-r "):

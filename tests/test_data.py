@@ -1,5 +1,6 @@
 """Index, split and tf.data pipeline on a small generated sample, in both layouts of the real data."""
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -164,3 +165,28 @@ def test_bad_image_size_and_bad_file_raise_clearly(small_sample, tmp_path):
     broken.loc[:, "path"] = str(tmp_path / "gone.dcm")
     with pytest.raises(Exception, match="gone.dcm"):
         next(iter(make_dataset(broken, image_size=32, batch_size=1, cache=False)))
+
+
+def test_cache_goes_to_memory_when_small_and_to_a_temporary_file_when_large(monkeypatch, tmp_path):
+    from utils import data
+
+    assert data.cache_bytes_per_example(512) == 512 * 1024  # uint8 image + uint8 mask: 0.5 MiB
+    assert data.cache_location(300, 96) == ""
+    assert data.cache_location(300, 96, cache=False) is None
+    assert data.cache_location(300, 96, cache=tmp_path / "mine") == str(tmp_path / "mine")
+    monkeypatch.setenv("UNET_BOOK_CACHE_DIR", str(tmp_path))
+    full_training_set = data.cache_location(10_712, 512)  # 5.2 GiB of uint8 would not fit a Colab runtime
+    assert full_training_set.startswith(str(tmp_path)) and Path(full_training_set).parent.is_dir()
+
+
+def test_memory_and_file_cache_give_the_same_batches(small_sample, monkeypatch):
+    from utils import data
+
+    index = load_index(small_sample).head(6)
+    in_memory = [x.numpy() for batch in make_dataset(index, image_size=32, batch_size=3) for x in batch]
+    monkeypatch.setattr(data, "MEMORY_CACHE_LIMIT", 0)
+    from_file = make_dataset(index, image_size=32, batch_size=3)
+    for _ in range(2):  # the first epoch writes the file, the second reads it
+        assert all(np.array_equal(a, b.numpy()) for a, b in zip(in_memory, [x for batch in from_file for x in batch]))
+    images = in_memory[0]
+    assert images.dtype == np.float32 and np.allclose(images * 255, np.round(images * 255), atol=1e-3)  # 8-bit steps

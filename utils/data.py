@@ -1,6 +1,10 @@
 """From a folder of SIIM-ACR files to training batches: index, patient-grouped split, tf.data pipeline."""
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -126,20 +130,49 @@ def load_example(path: str, rles: list[str]) -> tuple[np.ndarray, np.ndarray]:
     return image, rle.decode_union(rles, image.shape)
 
 
+MEMORY_CACHE_LIMIT = 2 * 2**30  # bytes: a larger cache goes to a temporary file instead of memory
+SHUFFLE_BUFFER_LIMIT = 256 * 2**20  # bytes of cached examples that the shuffle buffer may hold
+
+
+def cache_bytes_per_example(image_size: int) -> int:
+    """What one cached example takes: a uint8 image and a uint8 mask of ``image_size`` x ``image_size``."""
+    return 2 * image_size * image_size
+
+
+def cache_location(num_examples: int, image_size: int, cache: bool | str | Path = True) -> str | None:
+    """Where ``make_dataset`` caches: None (no cache), ``""`` (memory) or a file prefix (disk).
+
+    ``cache=True`` chooses by size: in memory while the set takes at most ``MEMORY_CACHE_LIMIT`` bytes (2 GiB,
+    about 4,000 examples at 512 px), otherwise in a new temporary folder (under ``$UNET_BOOK_CACHE_DIR`` if set),
+    removed when Python exits. A path caches in that file, which later runs reuse.
+    """
+    if cache is False or cache is None:
+        return None
+    if cache is not True:
+        return str(cache)
+    if num_examples * cache_bytes_per_example(image_size) <= MEMORY_CACHE_LIMIT:
+        return ""
+    folder = tempfile.mkdtemp(prefix="unet-cache-", dir=os.environ.get("UNET_BOOK_CACHE_DIR"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return str(Path(folder) / "cache")
+
+
 def make_dataset(
     index: pd.DataFrame,
     image_size: int,
     batch_size: int,
     training: bool = False,
-    cache: bool | str = True,
+    cache: bool | str | Path = True,
     seed: int = 42,
     depth: int = 4,
 ):
     """A tf.data pipeline of (image, mask) batches, each (batch, image_size, image_size, 1) float32.
 
     decode (pydicom, in parallel) -> resize (bilinear for the image, nearest for the mask, so labels stay 0/1)
-    -> cache (in memory, or in a file when ``cache`` is a path: later epochs skip DICOM decoding) -> for
-    training: shuffle and augment image and mask together -> batch -> prefetch.
+    -> uint8 -> cache (in memory, or in a file for a large set, see ``cache_location``: later epochs skip DICOM
+    decoding) -> for training: shuffle -> batch -> float32 (image / 255, mask 0/1) -> for training: augment
+    image and mask together -> prefetch. The cache holds uint8, a quarter of float32: 0.5 MiB per example at
+    512 px.
     """
     import tensorflow as tf
 
@@ -157,31 +190,38 @@ def make_dataset(
                 image, mask = load_example(path_bytes.decode(), text.split("|") if text else [])
             except (DicomReadError, ValueError) as error:
                 raise ValueError(f"while loading {path_bytes.decode()}: {error}") from None
-            return image[..., None], mask[..., None].astype(np.float32)
+            return image[..., None], mask[..., None]
 
-        image, mask = tf.numpy_function(load, [path, joined], [tf.float32, tf.float32], name="read_dicom")
+        image, mask = tf.numpy_function(load, [path, joined], [tf.float32, tf.uint8], name="read_dicom")
         image.set_shape([None, None, 1])
         mask.set_shape([None, None, 1])
         size = (image_size, image_size)
-        return tf.image.resize(image, size, "bilinear"), tf.image.resize(mask, size, "nearest")
+        image = tf.image.resize(image, size, "bilinear")
+        return tf.cast(tf.round(tf.clip_by_value(image, 0.0, 1.0) * 255.0), tf.uint8), tf.image.resize(mask, size, "nearest")
+
+    def to_float(images, masks):
+        return tf.cast(images, tf.float32) / 255.0, tf.cast(masks, tf.float32)
 
     dataset = tf.data.Dataset.from_tensor_slices((paths, rle_text))
     dataset = dataset.map(read, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    if cache:
-        dataset = dataset.cache("" if cache is True else str(cache))
+    location = cache_location(len(paths), image_size, cache)
+    if location is not None:
+        dataset = dataset.cache(location)
     if training:
-        dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
-        dataset = dataset.batch(batch_size).map(augmenter(seed), num_parallel_calls=tf.data.AUTOTUNE)
-    else:
-        dataset = dataset.batch(batch_size)
+        buffer = min(len(paths), max(1, SHUFFLE_BUFFER_LIMIT // cache_bytes_per_example(image_size)))
+        dataset = dataset.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.batch(batch_size).map(to_float, num_parallel_calls=tf.data.AUTOTUNE)
+    if training:
+        dataset = dataset.map(augmenter(seed), num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
 def augmenter(seed: int = 42):
     """Keras preprocessing layers applied to image and mask together (geometric) or to the image alone.
 
-    Keras 3 layers accept {"images", "segmentation_masks"}: the same random flip, shift and rotation move both,
-    masks with nearest-neighbour sampling so they stay 0/1; brightness and contrast change only the image.
+    Keras 3 layers accept {"images", "segmentation_masks"}: the same random flip, shift and rotation move both;
+    brightness and contrast change only the image. Keras 3.15 samples masks nearest-neighbour, but 3.13 (Colab's)
+    interpolates them, so the masks are thresholded at 0.5 afterwards: they are 0/1 on every Keras version.
     """
     import keras
     import tensorflow as tf
@@ -199,7 +239,8 @@ def augmenter(seed: int = 42):
 
     def augment(images, masks):
         out = layers({"images": images, "segmentation_masks": masks}, training=True)
-        return tf.clip_by_value(out["images"], 0.0, 1.0), out["segmentation_masks"]
+        binary_masks = tf.cast(out["segmentation_masks"] > 0.5, masks.dtype)
+        return tf.clip_by_value(out["images"], 0.0, 1.0), binary_masks
 
     return augment
 
