@@ -142,7 +142,7 @@ def test_colab_extras_and_colab_pins():
     from utils import environment
 
     extras = environment.read_requirements(ROOT / environment.EXTRAS_FILE)
-    assert {r.split("==")[0] for r in extras} == {"keras-tuner", "pydicom"}
+    assert {r.split("==")[0] for r in extras} == {"keras-tuner", "pydicom", "pylibjpeg", "pylibjpeg-libjpeg"}
     runtime = set(environment.read_requirements(ROOT / "requirements.txt"))
     assert set(extras) <= runtime, "the Colab extras must be the versions that requirements.txt pins"
     colab = (ROOT / "requirements-colab.txt").read_text()
