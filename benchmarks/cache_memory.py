@@ -1,6 +1,6 @@
 """Memory per cached example of the book's tf.data cache, against caching float32 arrays, and what it projects.
 
-    .venv/bin/python benchmarks/cache_memory.py [--image-size 512] [--repeats 3]
+    .venv/bin/python benchmarks/cache_memory.py [--image-size 512] [--repeats 3] [--full-epoch]
 
 Each measurement runs in a fresh Python process: it builds a pipeline at ``--image-size`` over the training
 images that are present (the bundled sample unless SIIM_DATA_DIR is set), warms TensorFlow up on a few images,
@@ -8,6 +8,10 @@ then fills the in-memory cache with one pass and reads how much the process's re
 book's cache holds uint8 images and masks (``utils.data.make_dataset``); the float32 variant caches what the
 pipeline hands to the model, as the book's first version did. The two variants alternate (A, B, A, B, ...),
 and the smallest growth of each is kept: allocator noise only ever adds memory.
+
+With ``--full-epoch`` it also runs one epoch of the full-mode training pipeline over as many examples as the
+common mirror's training files (10,712: the images present, repeated), which makes ``make_dataset`` cache them in
+a temporary file, and records the process's peak resident memory. That takes several minutes.
 
 Writes ``benchmarks/results/cache_memory.json`` and ``.md``; chapter 6 and the README quote them.
 """
@@ -30,9 +34,11 @@ SETS = {"training files of the common mirror": 10_712, "labelled stage-2 images"
 
 
 def measure(variant: str, image_size: int) -> dict:
-    """In this process: RSS growth from filling one cache variant, per example."""
+    """In this process: RSS growth from filling one cache variant, per example (or a full-size epoch's peak)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     sys.path.insert(0, str(ROOT))
+    import resource
+
     import psutil
 
     from utils.data import load_index, make_dataset
@@ -47,6 +53,14 @@ def measure(variant: str, image_size: int) -> dict:
             return make_dataset(frame, image_size, batch_size=8, cache=True)
         return make_dataset(frame, image_size, batch_size=8, cache=False).unbatch().cache()  # float32 arrays
 
+    if variant == "full-epoch":
+        import pandas as pd
+
+        n = SETS["training files of the common mirror"]
+        large = pd.concat([index] * (n // len(index) + 1), ignore_index=True).head(n)
+        batches = sum(1 for _ in make_dataset(large, image_size, batch_size=16, training=True))
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+        return {"variant": variant, "examples": n, "batches": batches, "peak_rss_gib": peak / 2**30}
     for _ in pipeline(index.head(8)):  # warm-up: graph tracing, thread pools, decoder buffers
         pass
     process = psutil.Process()
@@ -61,7 +75,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--image-size", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--measure", choices=["uint8", "float32"], help=argparse.SUPPRESS)
+    parser.add_argument("--full-epoch", action="store_true", help="also measure a full-size epoch's peak memory")
+    parser.add_argument("--measure", choices=["uint8", "float32", "full-epoch"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
         print(json.dumps(measure(args.measure, args.image_size)))
@@ -77,7 +92,7 @@ def main() -> None:
     examples = result["examples"]
 
     sys.path.insert(0, str(ROOT))
-    from utils.data import MEMORY_CACHE_LIMIT, cache_bytes_per_example
+    from utils.data import MEMORY_CACHE_LIMIT, SHUFFLE_BUFFER_LIMIT, cache_bytes_per_example
 
     best = {variant: min(values) for variant, values in runs.items()}
     payload = 2 * args.image_size**2 / MIB
@@ -94,12 +109,18 @@ def main() -> None:
         },
         "disk_cache_gib": {name: round(n * cache_bytes_per_example(args.image_size) / 2**30, 1) for name, n in SETS.items()},
     }
+    if args.full_epoch:
+        command = [sys.executable, __file__, "--measure", "full-epoch", "--image-size", str(args.image_size)]
+        full = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
+        summary["full_epoch_peak_rss_gib"] = round(full["peak_rss_gib"], 2)
+        print(f"one full-size training epoch ({full['examples']:,} examples): peak resident memory {full['peak_rss_gib']:.2f} GiB")
+    summary["validation_cache_gib"] = {name: round(0.15 * n * best["uint8"] / 1024, 1) for name, n in SETS.items()}
     lines = [
         f"Cache memory at {args.image_size} px: resident-memory growth per cached example, best of {args.repeats} "
         f"interleaved runs over {examples} images (all runs: uint8 {summary['mib_per_example_all_runs']['uint8']}, "
         f"float32 {summary['mib_per_example_all_runs']['float32']} MiB).",
         "",
-        "| cache | MiB per example | " + " | ".join(f"{n:,} {name}" for name, n in SETS.items()) + " |",
+        "| cache | MiB per example (measured) | " + " | ".join(f"{n:,} {name}, in memory (projected)" for name, n in SETS.items()) + " |",
         "|---|---|" + "---|" * len(SETS),
     ]
     for variant, label in (("uint8", "uint8 image + mask (the book's)"), ("float32", "float32 image + mask")):
@@ -107,10 +128,20 @@ def main() -> None:
         lines.append(f"| {label} | {best[variant]:.2f} | {projected} |")
     lines += [
         "",
-        f"The uint8 payload is {payload:.2f} MiB per example. Sets above {summary['memory_cache_limit_gib']:.0f} GiB "
-        "are cached in a temporary file instead of memory: "
-        + ", ".join(f"{gib} GiB of disk for the {name}" for name, gib in summary["disk_cache_gib"].items()) + ".",
+        f"The uint8 payload is {payload:.2f} MiB per example. A set above {summary['memory_cache_limit_gib']:.0f} GiB "
+        "is cached in a temporary file instead of memory: "
+        + ", ".join(f"{gib} GiB of disk for the {name}" for name, gib in summary["disk_cache_gib"].items())
+        + ". In a full-mode run the training cache is such a file, and memory holds the validation split's cache "
+        "(15 % of the images: "
+        + ", ".join(f"{gib} GiB of the {name}" for name, gib in summary["validation_cache_gib"].items())
+        + f") and a shuffle buffer of at most {SHUFFLE_BUFFER_LIMIT // MIB} MiB.",
     ]
+    if "full_epoch_peak_rss_gib" in summary:
+        lines.append(
+            f"\nOne epoch of the full-mode training pipeline (decode, disk cache, shuffle, augment; no model) over "
+            f"{SETS['training files of the common mirror']:,} examples peaked at {summary['full_epoch_peak_rss_gib']} GiB "
+            "of resident memory."
+        )
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "cache_memory.json").write_text(json.dumps(summary, indent=2) + "\n")
     (RESULTS / "cache_memory.md").write_text("\n".join(lines) + "\n")

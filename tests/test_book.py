@@ -193,3 +193,19 @@ def test_ci_runs_the_readme_test_command():
     readme = (ROOT / "README.md").read_text()
     assert "make test" in readme and "make book" in readme
     assert re.search(r"^make test$", (ROOT / ".ci" / "run").read_text(), re.M)
+
+
+def test_readme_quotes_the_cache_benchmark():
+    from utils.data import MEMORY_CACHE_LIMIT, SHUFFLE_BUFFER_LIMIT
+
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    result = json.loads((ROOT / "benchmarks" / "results" / "cache_memory.json").read_text())
+    mirror = "training files of the common mirror"
+    for quoted in (f"uint8 images and masks, {result['mib_per_example']['uint8']:.2f} MiB per example at 512 px",
+                   f"(float32 took {result['mib_per_example']['float32']:.2f})",
+                   f"that is {result['disk_cache_gib'][mirror]} GiB of disk",
+                   f"validation split's cache ({result['validation_cache_gib'][mirror]} GiB, projected)",
+                   f"larger than {MEMORY_CACHE_LIMIT // 2**30} GiB", f"at most {SHUFFLE_BUFFER_LIMIT // 2**20} MiB",
+                   f"peaked at {result['full_epoch_peak_rss_gib']} GiB of resident memory"):
+        assert quoted in readme, f"README.md should quote {quoted!r} from benchmarks/results/cache_memory.json"
+    assert result["mib_per_example"]["uint8"] <= 0.75
