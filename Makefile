@@ -11,7 +11,7 @@ REPO_URL := $(shell sed -n 's/^  url: *//p' _config.yml)
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 export UNET_BOOK_MODE ?= quick
 
-.PHONY: book test unit test-colab env clean
+.PHONY: book test lint unit test-colab env clean
 
 env: $(STAMP)
 
@@ -25,13 +25,17 @@ book: $(STAMP)
 	$(BIN)/jupyter-book build . --keep-going
 	@echo "The book is at $(CURDIR)/_build/html/index.html"
 
+# The linter (ruff, configured in pyproject.toml) over the code and the notebooks.
+lint: $(STAMP)
+	$(BIN)/ruff check utils tests benchmarks notebooks
+
 # The unit tests alone (about a minute).
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests
 
 # Unit tests, then the book built from scratch: every notebook executes exactly once, and a failing cell or any
 # warning fails the build (allow_errors: false, --warningiserror); check_book.py then checks the pages.
-test: unit
+test: lint unit
 	rm -rf _build
 	$(BIN)/jupyter-book build . --warningiserror --keep-going || { cat _build/html/reports/*.err.log 2>/dev/null; exit 1; }
 	$(BIN)/python tests/check_book.py

@@ -42,11 +42,11 @@ def measure(variant: str, image_size: int) -> dict:
     import psutil
 
     from utils.data import load_index, make_dataset
-    from utils.kaggle_download import data_root
+    from utils.source import data_root
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        index = load_index(data_root()[0])
+        index = load_index(data_root().path)
 
     def pipeline(frame):
         if variant == "uint8":  # the book's pipeline: its own cache, in memory
@@ -86,7 +86,8 @@ def main() -> None:
     for repeat in range(args.repeats):
         for variant in runs:  # interleaved, each in a fresh process
             command = [sys.executable, __file__, "--measure", variant, "--image-size", str(args.image_size)]
-            result = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
+            output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+            result = json.loads(output.splitlines()[-1])
             runs[variant].append(result["bytes_per_example"] / MIB)
             print(f"repeat {repeat + 1}: {variant} cache {runs[variant][-1]:.3f} MiB per example")
     examples = result["examples"]
@@ -107,20 +108,25 @@ def main() -> None:
         "projections_gib": {
             name: {v: round(n * b / 1024, 1) for v, b in best.items()} for name, n in SETS.items()
         },
-        "disk_cache_gib": {name: round(n * cache_bytes_per_example(args.image_size) / 2**30, 1) for name, n in SETS.items()},
+        "disk_cache_gib": {
+            name: round(n * cache_bytes_per_example(args.image_size) / 2**30, 1) for name, n in SETS.items()
+        },
     }
     if args.full_epoch:
         command = [sys.executable, __file__, "--measure", "full-epoch", "--image-size", str(args.image_size)]
-        full = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
+        output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+        full = json.loads(output.splitlines()[-1])
         summary["full_epoch_peak_rss_gib"] = round(full["peak_rss_gib"], 2)
-        print(f"one full-size training epoch ({full['examples']:,} examples): peak resident memory {full['peak_rss_gib']:.2f} GiB")
+        print(f"one full-size training epoch ({full['examples']:,} examples): "
+              f"peak resident memory {full['peak_rss_gib']:.2f} GiB")
     summary["validation_cache_gib"] = {name: round(0.15 * n * best["uint8"] / 1024, 1) for name, n in SETS.items()}
     lines = [
         f"Cache memory at {args.image_size} px: resident-memory growth per cached example, best of {args.repeats} "
         f"interleaved runs over {examples} images (all runs: uint8 {summary['mib_per_example_all_runs']['uint8']}, "
         f"float32 {summary['mib_per_example_all_runs']['float32']} MiB).",
         "",
-        "| cache | MiB per example (measured) | " + " | ".join(f"{n:,} {name}, in memory (projected)" for name, n in SETS.items()) + " |",
+        "| cache | MiB per example (measured) | "
+        + " | ".join(f"{n:,} {name}, in memory (projected)" for name, n in SETS.items()) + " |",
         "|---|---|" + "---|" * len(SETS),
     ]
     for variant, label in (("uint8", "uint8 image + mask (the book's)"), ("float32", "float32 image + mask")):
@@ -139,7 +145,8 @@ def main() -> None:
     if "full_epoch_peak_rss_gib" in summary:
         lines.append(
             f"\nOne epoch of the full-mode training pipeline (decode, disk cache, shuffle, augment; no model) over "
-            f"{SETS['training files of the common mirror']:,} examples peaked at {summary['full_epoch_peak_rss_gib']} GiB "
+            f"{SETS['training files of the common mirror']:,} examples peaked at "
+            f"{summary['full_epoch_peak_rss_gib']} GiB "
             "of resident memory."
         )
     RESULTS.mkdir(parents=True, exist_ok=True)

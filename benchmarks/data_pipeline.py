@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from utils.data import load_example, load_index, make_dataset  # noqa: E402
-from utils.kaggle_download import data_root  # noqa: E402
+from utils.source import data_root  # noqa: E402
 
 
 def naive_batches(index, image_size, batch_size):

@@ -24,8 +24,8 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from utils.data import load_index, make_dataset  # noqa: E402
-from utils.kaggle_download import data_root  # noqa: E402
 from utils.model import build_unet, conv_flops  # noqa: E402
+from utils.source import data_root  # noqa: E402
 from utils.train import compile_model  # noqa: E402
 
 
@@ -72,8 +72,9 @@ def main() -> None:
     memory_rate = train_rate(in_memory.cache(), len(index), args.preset, args.image_size, args.epochs, weights)
     training_gflop_per_image = 3 * conv_flops(build_unet(args.preset, args.image_size)) / 1e9
     peak = matmul_gflops()
-    print(f"{len(index)} images from {description}; preset {args.preset}, {args.image_size} px, batch {args.batch_size}, "
-          f"{args.epochs} timed epochs; {os.cpu_count()} CPU cores, {len(tf.config.list_physical_devices('GPU'))} GPUs\n")
+    gpus = len(tf.config.list_physical_devices("GPU"))
+    print(f"{len(index)} images from {description}; preset {args.preset}, {args.image_size} px, "
+          f"batch {args.batch_size}, {args.epochs} timed epochs; {os.cpu_count()} CPU cores, {gpus} GPUs\n")
     print("| input | images/s | vs in-memory | achieved GFLOP/s | of matmul GFLOP/s |")
     print("|---|---|---|---|---|")
     for name, rate in (("tf.data pipeline (cached, augmented)", pipeline_rate), ("in-memory tensors", memory_rate)):

@@ -55,7 +55,8 @@ def test_notebook_is_in_the_table_of_contents(notebook):
 
 def test_every_toc_entry_exists():
     for entry in TOC_FILES:
-        matches = [p for p in (ROOT / Path(entry).parent).glob(Path(entry).name + ".*") if p.suffix in (".md", ".ipynb")]
+        candidates = (ROOT / Path(entry).parent).glob(Path(entry).name + ".*")
+        matches = [p for p in candidates if p.suffix in (".md", ".ipynb")]
         assert matches, f"_toc.yml lists {entry}, which does not exist"
 
 
@@ -99,7 +100,7 @@ def run_setup_cell_as_colab(notebook, monkeypatch, tmp_path, missing=(), version
 
     real_version = environment.installed_version
     overrides = {**dict.fromkeys(missing), **(versions or {})}
-    monkeypatch.setattr(environment, "installed_version", lambda name: overrides[name] if name in overrides else real_version(name))
+    monkeypatch.setattr(environment, "installed_version", lambda name: overrides.get(name, real_version(name)))
     monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
     monkeypatch.setattr(subprocess, "run", run)
     monkeypatch.setattr(sys, "path", list(sys.path))
@@ -156,8 +157,10 @@ def test_colab_extras_and_colab_pins():
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
 def test_chapter_opens_with_text_and_a_colab_badge(notebook):
     cells = load(notebook)["cells"]
-    badge = f"{CONFIG['launch_buttons']['colab_url']}/github/{REPO_URL.split('github.com/')[1]}/blob/{CONFIG['repository']['branch']}/notebooks/{notebook.name}"
-    assert f"]({badge})" in "".join(cells[0]["source"]), f"{notebook.name}: the first cell needs the badge linking {badge}"
+    repository, branch = REPO_URL.split("github.com/")[1], CONFIG["repository"]["branch"]
+    badge = f"{CONFIG['launch_buttons']['colab_url']}/github/{repository}/blob/{branch}/notebooks/{notebook.name}"
+    first = "".join(cells[0]["source"])
+    assert f"]({badge})" in first, f"{notebook.name}: the first cell needs a badge linking {badge}"
     setup = next(c for c in cells if c["cell_type"] == "code")
     assert "hide-input" in setup["metadata"].get("tags", []), f"{notebook.name}: fold the set-up cell (tag hide-input)"
 

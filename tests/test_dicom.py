@@ -30,7 +30,8 @@ def test_reads_grayscale_images_into_unit_range(name, shape):
 
 
 def test_compressed_and_uncompressed_copies_agree():
-    plain, rle, jpeg_ls = (read_image(TEST_FILES / n) for n in ("MR_small.dcm", "MR_small_RLE.dcm", "MR_small_jpeg_ls_lossless.dcm"))
+    names = ("MR_small.dcm", "MR_small_RLE.dcm", "MR_small_jpeg_ls_lossless.dcm")
+    plain, rle, jpeg_ls = (read_image(TEST_FILES / name) for name in names)
     assert np.array_equal(plain, rle) and np.array_equal(plain, jpeg_ls)
 
 

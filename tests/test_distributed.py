@@ -1,5 +1,8 @@
-"""Two MultiWorkerMirroredStrategy workers on localhost: the custom loop works; model.fit (still) fails."""
+"""Two MultiWorkerMirroredStrategy workers on localhost: the custom loop works; model.fit (still) fails; the
+launcher closes its log files."""
+import gc
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -20,7 +23,19 @@ def test_tf_config_and_ports():
     ports = free_ports(2)
     assert len(set(ports)) == 2
     config = json.loads(tf_config(ports, 1))
-    assert config["task"] == {"type": "worker", "index": 1} and config["cluster"]["worker"][1] == f"localhost:{ports[1]}"
+    assert config["task"] == {"type": "worker", "index": 1}
+    assert config["cluster"]["worker"][1] == f"localhost:{ports[1]}"
+
+
+def test_launch_cluster_closes_its_log_files(tmp_path):
+    logs = tmp_path / "logs"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)  # what an unclosed file gives when it is collected
+        processes = launch_cluster(["--help"], 2, logs)
+        gc.collect()
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)], [str(w.message) for w in caught]
+    assert wait_for(processes, timeout=60) == [0, 0]
+    assert all("usage:" in (logs / f"worker-{i}.log").read_text() for i in (0, 1))
 
 
 def test_two_workers_train_and_keep_identical_weights(arrays, tmp_path):

@@ -4,7 +4,7 @@ import types
 
 import pytest
 
-from utils import kaggle_download
+from utils import kaggle_download, source
 from utils.sample import make_sample
 
 
@@ -40,13 +40,15 @@ def test_credentials_from_files(no_credentials, filename):
 
 def test_credentials_from_colab_secrets(no_credentials, monkeypatch):
     colab = types.ModuleType("google.colab")
-    colab.userdata = types.SimpleNamespace(get=lambda name: {"KAGGLE_API_TOKEN": "from-secrets"}.get(name) or (_ for _ in ()).throw(KeyError(name)))
+    secrets = {"KAGGLE_API_TOKEN": "from-secrets"}
+    colab.userdata = types.SimpleNamespace(get=lambda name: secrets[name])  # KeyError for an absent secret
     monkeypatch.setitem(sys.modules, "google", types.ModuleType("google"))
     monkeypatch.setitem(sys.modules, "google.colab", colab)
     assert "KAGGLE_API_TOKEN" in kaggle_download.find_kaggle_credentials()
 
 
-def test_download_without_credentials_explains_and_does_not_import_kaggle(no_credentials, tmp_path, capsys, monkeypatch):
+def test_download_without_credentials_explains_and_does_not_import_kaggle(no_credentials, tmp_path, capsys,
+                                                                          monkeypatch):
     monkeypatch.delitem(sys.modules, "kaggle", raising=False)
     assert kaggle_download.download(tmp_path / "data") is None
     out = capsys.readouterr().out
@@ -84,10 +86,10 @@ def test_data_already_present_is_not_downloaded_again(tmp_path, capsys, monkeypa
 def test_data_root_prefers_real_data_and_falls_back_to_the_sample(tmp_path, monkeypatch, capsys):
     make_sample(tmp_path / "real", num_train=2, num_test=0)
     monkeypatch.setenv("SIIM_DATA_DIR", str(tmp_path / "real"))
-    root, description = kaggle_download.data_root()
-    assert root == tmp_path / "real" and "real data" in description
+    found = source.data_root()
+    assert found.path == tmp_path / "real" and "real data" in found.description
     monkeypatch.setattr("utils.sample.ensure_sample", lambda: tmp_path / "sample")
     monkeypatch.setenv("SIIM_DATA_DIR", str(tmp_path / "empty"))
-    root, description = kaggle_download.data_root()
+    root, description = source.data_root()  # a named tuple: it unpacks too
     assert root == tmp_path / "sample" and "sample" in description
     assert "using the bundled sample" in capsys.readouterr().out

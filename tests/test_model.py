@@ -2,7 +2,16 @@ import keras
 import numpy as np
 import pytest
 
-from utils.model import PRESETS, build_unet, conv_block, conv_flops, context_block, get_unet_config
+from utils.model import (
+    PRESETS,
+    UNetConfig,
+    build_unet,
+    context_block,
+    conv_block,
+    conv_flops,
+    get_unet_config,
+    upsample,
+)
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
@@ -42,6 +51,8 @@ def test_unknown_names_raise():
         build_unet("huge", 64)
     with pytest.raises(ValueError, match="upsampling='cubic'"):
         build_unet("compact", 64, upsampling="cubic")
+    with pytest.raises(ValueError, match="mode='cubic'"):
+        upsample(keras.Input((8, 8, 4)), 4, mode="cubic")
     with pytest.raises(ValueError, match="one width per encoder level"):
         build_unet("compact", 64, decoder_filters=(8, 8))
 
@@ -96,3 +107,8 @@ def test_same_seed_same_initial_weights():
 def test_overrides_replace_fields():
     config = get_unet_config("paper", dropout=0.0)
     assert config.dropout == 0.0 and config.encoder_filters == PRESETS["paper"].encoder_filters
+
+
+def test_model_names_say_what_was_built():
+    assert build_unet("compact", 32).name == "unet_compact"
+    assert build_unet(UNetConfig((8, 16), 32, (16, 8)), 32).name == "unet"

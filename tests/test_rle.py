@@ -61,7 +61,8 @@ def test_non_string_is_rejected():
 
 
 @settings(max_examples=200, deadline=None)
-@given(hnp.arrays(np.uint8, hnp.array_shapes(min_dims=2, max_dims=2, min_side=1, max_side=40), elements=st.integers(0, 1)))
+@given(hnp.arrays(np.uint8, hnp.array_shapes(min_dims=2, max_dims=2, min_side=1, max_side=40),
+                  elements=st.integers(0, 1)))
 def test_round_trip_mask_to_string_to_mask(mask):
     encoded = rle.encode(mask)
     assert np.array_equal(rle.decode(encoded, mask.shape), mask)

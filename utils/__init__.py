@@ -1,11 +1,22 @@
 """Helpers for the book "A U-Net for pneumothorax segmentation".
 
-Each module holds one thing: ``config`` (quick/full run mode), ``environment`` (supported versions and the
-guarded install that the set-up cells run in Colab), ``rle`` (the competition's run-length encoding),
-``dicom`` (reading radiographs), ``sample`` (the bundled synthetic data set), ``data`` (index, split and
-``tf.data`` pipeline), ``kaggle_download`` (where the data is, and the Kaggle download), ``model`` (U-Net
-blocks and presets), ``losses`` (losses and metrics), ``train`` (training runs), ``evaluate`` (prediction,
-post-processing, submission), ``distributed`` (multi-worker training) and ``tuning`` (KerasTuner search).
+Each module holds one thing:
+
+- ``config``: the run mode (quick or full) and its sizes;
+- ``environment``: the versions the book supports, and the guarded install that the set-up cells run in Colab;
+- ``source``: where the data comes from (the real data in ``$SIIM_DATA_DIR``, else the bundled sample);
+- ``kaggle_download``: Kaggle credentials and the download;
+- ``sample``: the bundled synthetic data set, created on first use;
+- ``rle``: the competition's run-length encoding;
+- ``dicom``: reading radiographs and their headers;
+- ``data``: index, patient-grouped split and the ``tf.data`` pipeline;
+- ``model``: U-Net blocks, presets and ``build_unet``;
+- ``metrics``: the one per-image Dice, the competition score and the other metrics;
+- ``losses``: the losses, built on the same Dice;
+- ``train``: device set-up, callbacks and training runs (also ``python -m utils.train``);
+- ``evaluate``: prediction, post-processing, and the submission file;
+- ``distributed``: multi-worker training with a custom loop, and local worker processes;
+- ``tuning``: the KerasTuner hypermodel, search space and grid search.
 
 Importing ``utils`` has no side effects: no seeding, no downloads, no TensorFlow set-up.
 """

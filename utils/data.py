@@ -6,16 +6,19 @@ import os
 import shutil
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from utils import rle
 from utils.dicom import DicomReadError, read_image, read_metadata
+from utils.source import LABEL_FILES, data_root
 
-LABEL_FILES = ("train-rle.csv", "stage_2_train.csv")  # the seesee mirror's and the competition's stage 2
-IMAGE_SHAPE = (1024, 1024)
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 
 def find_label_file(root: str | Path) -> Path:
@@ -52,18 +55,36 @@ def read_labels(csv_path: str | Path) -> tuple[pd.DataFrame, list[str]]:
         except ValueError as error:
             problems.append(f"{Path(csv_path).name} line {line}: {error}; row left out")
     labels = pd.DataFrame(keep, columns=["image_id", "rle"])
-    grouped = labels.groupby("image_id", sort=True)["rle"].agg(lambda rles: [r for r in rles if r not in (rle.EMPTY, "")])
+    def non_empty(rles):
+        return [r for r in rles if r not in (rle.EMPTY, "")]
+
+    grouped = labels.groupby("image_id", sort=True)["rle"].agg(non_empty)
     return grouped.rename("rles").reset_index(), problems
 
 
+class ScannedIndex(NamedTuple):
+    """What ``scan_index`` found: the index of labelled images, and a report of what was left out and why."""
+
+    index: pd.DataFrame
+    report: dict[str, int | list[str]]
+
+
 def load_index(root: str | Path) -> pd.DataFrame:
-    """One row per labelled image under ``root``, in either layout of the data.
+    """One row per labelled image under ``root``, in either layout of the data: ``scan_index(root).index``.
 
     Columns: image_id, path, patient_id, sex, age, view_position, has_pneumothorax, rles (list of RLE strings,
-    empty for "-1"). Images are found at any depth (``dicom-images-train/<study>/<series>/<id>.dcm`` or
+    empty for "-1"). What was left out is summarised in one warning; ``scan_index`` returns the full report.
+    """
+    return scan_index(root).index
+
+
+def scan_index(root: str | Path) -> ScannedIndex:
+    """The index of labelled images under ``root`` (see ``load_index``) and a report of what was left out.
+
+    Images are found at any depth (``dicom-images-train/<study>/<series>/<id>.dcm`` or
     ``stage_2_images/<id>.dcm``). Images without labels (such as the test set), labels without images,
-    malformed CSV rows and unreadable files are not errors: they are left out and listed in
-    ``index.attrs["report"]``; all but the first kind are also summarised in one warning.
+    malformed CSV rows and unreadable files are not errors: they are left out and listed in the report; all
+    but the first kind are also summarised in one warning.
     """
     root = Path(root)
     labels, problems = read_labels(find_label_file(root))
@@ -83,12 +104,11 @@ def load_index(root: str | Path) -> pd.DataFrame:
         "unreadable files": [f"{p}: {e}" for p, e in zip(unreadable["path"], unreadable["error"])],
         "malformed label rows": problems,
     }
-    index = index.reset_index(drop=True)
-    index.attrs["report"] = report
     counts = {k: len(v) for k, v in report.items() if isinstance(v, list) and v and k != "images without labels"}
     if counts:
-        warnings.warn(f"{root}: left out " + ", ".join(f"{n} {k}" for k, n in counts.items()) + " (see index.attrs['report'])", stacklevel=2)
-    return index
+        left_out = ", ".join(f"{n} {k}" for k, n in counts.items())
+        warnings.warn(f"{root}: left out {left_out} (see scan_index's report)", stacklevel=3)
+    return ScannedIndex(index.reset_index(drop=True), report)
 
 
 def unlabelled_images(root: str | Path) -> pd.DataFrame:
@@ -99,7 +119,8 @@ def unlabelled_images(root: str | Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["image_id", "path"])
 
 
-def split_index(index: pd.DataFrame, validation_fraction: float = 0.15, test_fraction: float = 0.15, seed: int = 42) -> pd.DataFrame:
+def split_index(index: pd.DataFrame, validation_fraction: float = 0.15, test_fraction: float = 0.15,
+                seed: int = 42) -> pd.DataFrame:
     """Add a ``split`` column (train/validation/test): stratified by has_pneumothorax, grouped by patient_id.
 
     No patient appears in two splits; the same seed gives the same split. Uses scikit-learn's
@@ -164,8 +185,7 @@ def make_dataset(
     training: bool = False,
     cache: bool | str | Path = True,
     seed: int = 42,
-    depth: int = 4,
-):
+) -> tf.data.Dataset:
     """A tf.data pipeline of (image, mask) batches, each (batch, image_size, image_size, 1) float32.
 
     decode (pydicom, in parallel) -> resize (bilinear for the image, nearest for the mask, so labels stay 0/1)
@@ -176,8 +196,6 @@ def make_dataset(
     """
     import tensorflow as tf
 
-    if image_size % 2**depth:
-        raise ValueError(f"image_size={image_size} must be divisible by 2**depth = {2**depth} for a U-Net of depth {depth}")
     if len(index) == 0:
         raise ValueError("the index is empty: no images to load")
     paths = index["path"].astype(str).tolist()
@@ -197,7 +215,8 @@ def make_dataset(
         mask.set_shape([None, None, 1])
         size = (image_size, image_size)
         image = tf.image.resize(image, size, "bilinear")
-        return tf.cast(tf.round(tf.clip_by_value(image, 0.0, 1.0) * 255.0), tf.uint8), tf.image.resize(mask, size, "nearest")
+        image = tf.cast(tf.round(tf.clip_by_value(image, 0.0, 1.0) * 255.0), tf.uint8)
+        return image, tf.image.resize(mask, size, "nearest")
 
     def to_float(images, masks):
         return tf.cast(images, tf.float32) / 255.0, tf.cast(masks, tf.float32)
@@ -216,7 +235,7 @@ def make_dataset(
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
-def augmenter(seed: int = 42):
+def augmenter(seed: int = 42) -> Callable[[tf.Tensor, tf.Tensor], tuple[tf.Tensor, tf.Tensor]]:
     """Keras preprocessing layers applied to image and mask together (geometric) or to the image alone.
 
     Keras 3 layers accept {"images", "segmentation_masks"}: the same random flip, shift and rotation move both;
@@ -245,17 +264,14 @@ def augmenter(seed: int = 42):
     return augment
 
 
-def example_radiograph(image_size: int, positive: bool = True, position: int = 0):
+def example_radiograph(image_size: int, positive: bool = True, position: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """One radiograph and its mask from the data the chapters use, resized: two (size, size) float32 arrays.
 
     For pictures in the architecture chapters: the real data when SIIM_DATA_DIR holds it, else the sample.
     """
-    from utils.kaggle_download import data_root
-
-    root, _ = data_root()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        index = load_index(root)
+        index = load_index(data_root().path)
     chosen = index[index["has_pneumothorax"] == positive].iloc[[position]]
-    image, mask = next(iter(make_dataset(chosen, image_size, batch_size=1, cache=False, depth=0)))
+    image, mask = next(iter(make_dataset(chosen, image_size, batch_size=1, cache=False)))
     return image.numpy()[0, ..., 0], mask.numpy()[0, ..., 0]

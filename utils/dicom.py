@@ -36,7 +36,10 @@ def read_image(path: str | Path) -> np.ndarray:
             "Download it again, or delete it so that it is left out."
         ) from error
     if "PixelData" not in dataset:
-        raise DicomReadError(f"{path}: has no pixel data (SOP class {dataset.get('SOPClassUID', '?')}); it is not an image, leave it out.")
+        raise DicomReadError(
+            f"{path}: has no pixel data (SOP class {dataset.get('SOPClassUID', '?')}); "
+            "it is not an image, leave it out."
+        )
     photometric = str(dataset.get("PhotometricInterpretation", ""))
     if photometric not in ("MONOCHROME1", "MONOCHROME2"):
         raise DicomReadError(

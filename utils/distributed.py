@@ -19,11 +19,17 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from utils.config import REPO_ROOT
+
+if TYPE_CHECKING:
+    import keras
+    import tensorflow as tf
 
 
 def free_ports(count: int) -> list[int]:
@@ -39,29 +45,40 @@ def free_ports(count: int) -> list[int]:
 
 def tf_config(ports: list[int], index: int) -> str:
     """The TF_CONFIG of worker ``index`` in a cluster of localhost workers on ``ports``."""
-    return json.dumps({"cluster": {"worker": [f"localhost:{p}" for p in ports]}, "task": {"type": "worker", "index": index}})
+    cluster = {"worker": [f"localhost:{p}" for p in ports]}
+    return json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+
+
+def start(module: str, arguments: list[str], log_path: str | Path, **environment: str) -> subprocess.Popen:
+    """Start ``python -m MODULE ARGUMENTS`` in the repository root, with ``environment`` added to its variables.
+
+    Its output (stdout and stderr) goes to ``log_path``; the file is closed here once the process has started
+    (the process keeps its own handle). Wait for it with ``wait_for``, which enforces a time limit.
+    """
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1", **environment)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), env.get("PYTHONPATH", "")])
+    log_path = Path(log_path)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "w") as log:
+        return subprocess.Popen([sys.executable, "-m", module, *arguments], env=env, stdout=log,
+                                stderr=subprocess.STDOUT, cwd=REPO_ROOT)
 
 
 def launch_cluster(arguments: list[str], num_workers: int, log_dir: str | Path) -> list[subprocess.Popen]:
     """Start ``num_workers`` processes of ``python -m utils.distributed ARGUMENTS`` with their TF_CONFIG.
 
-    Each worker's output goes to ``log_dir/worker-I.log``. The caller waits with ``wait_for`` (time limits).
+    Each worker's output goes to ``log_dir/worker-I.log`` (see ``start``). The caller waits with ``wait_for``.
     """
-    log_dir = Path(log_dir)
-    log_dir.mkdir(parents=True, exist_ok=True)
     ports = free_ports(num_workers)
-    processes = []
-    for index in range(num_workers):
-        env = dict(os.environ, TF_CONFIG=tf_config(ports, index), TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
-        env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), env.get("PYTHONPATH", "")])
-        log = open(log_dir / f"worker-{index}.log", "w")
-        processes.append(subprocess.Popen([sys.executable, "-m", "utils.distributed", *arguments], env=env,
-                                          stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT))
-    return processes
+    return [start("utils.distributed", arguments, Path(log_dir) / f"worker-{index}.log",
+                  TF_CONFIG=tf_config(ports, index)) for index in range(num_workers)]
 
 
 def wait_for(processes: list[subprocess.Popen], timeout: float) -> list[int | None]:
-    """Wait up to ``timeout`` seconds for all processes; kill the ones still running. Returns exit codes."""
+    """Wait up to ``timeout`` seconds for all processes; kill the ones still running.
+
+    Returns the exit codes in the order of ``processes``, with None for a process killed at the time limit.
+    """
     deadline = time.monotonic() + timeout
     for process in processes:
         try:
@@ -79,8 +96,9 @@ def wait_for(processes: list[subprocess.Popen], timeout: float) -> list[int | No
     return codes
 
 
-def train_custom_loop(strategy, data: dict, epochs: int, checkpoint_dir: str | Path, per_replica_batch: int = 4,
-                      learning_rate: float = 1e-3, seed: int = 0, log=print):
+def train_custom_loop(strategy: tf.distribute.Strategy, data: dict[str, np.ndarray], epochs: int,
+                      checkpoint_dir: str | Path, per_replica_batch: int = 4, learning_rate: float = 1e-3,
+                      seed: int = 0, log: Callable[[str], None] = print) -> keras.Model:
     """Train the compact U-Net (no batch normalisation) with ``strategy`` and a custom loop; returns the model.
 
     The data order is a fixed function of (seed, epoch), so a resumed run sees exactly the batches the
@@ -130,7 +148,8 @@ def train_custom_loop(strategy, data: dict, epochs: int, checkpoint_dir: str | P
                 per_image = bce_dice_loss(y, model(x, training=True))
                 loss = tf.nn.compute_average_loss(per_image, global_batch_size=global_batch)
             gradients = tape.gradient(loss, model.trainable_variables)
-            optimizer.apply_gradients(zip(gradients, model.trainable_variables))  # all-reduced across replicas
+            # the gradients are all-reduced across replicas
+            optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
             return loss
         return strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(replica_step, args=(x, y)), axis=None)
 
@@ -140,12 +159,15 @@ def train_custom_loop(strategy, data: dict, epochs: int, checkpoint_dir: str | P
             total += float(train_step(x, y))
         epoch_counter.assign(epoch + 1)
         manager.save(checkpoint_number=epoch + 1)
-        log(f"epoch {epoch + 1}/{epochs} loss {total / steps:.5f} ({time.perf_counter() - start:.1f} s, {replicas} replicas)")
+        seconds = time.perf_counter() - start
+        log(f"epoch {epoch + 1}/{epochs} loss {total / steps:.5f} ({seconds:.1f} s, {replicas} replicas)")
     return model
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="One worker of a MultiWorkerMirroredStrategy cluster (reads TF_CONFIG).")
+    """One worker of a cluster: read TF_CONFIG, train with the custom loop (or ``--use-fit``), save the weights."""
+    parser = argparse.ArgumentParser(
+        description="One worker of a MultiWorkerMirroredStrategy cluster (reads TF_CONFIG).")
     parser.add_argument("--data", required=True, help=".npz with arrays 'images' and 'masks'")
     parser.add_argument("--checkpoints", required=True)
     parser.add_argument("--epochs", type=int, default=4)
@@ -171,7 +193,7 @@ def main(argv: list[str] | None = None) -> None:
     log("done")
 
 
-def fit_under_strategy(strategy, data: dict, per_replica_batch: int) -> None:
+def fit_under_strategy(strategy: tf.distribute.Strategy, data: dict[str, np.ndarray], per_replica_batch: int) -> None:
     """model.fit under the given strategy (the path that fails under MultiWorkerMirroredStrategy in Keras 3.15)."""
     import tensorflow as tf
 
@@ -181,7 +203,8 @@ def fit_under_strategy(strategy, data: dict, per_replica_batch: int) -> None:
     global_batch = per_replica_batch * strategy.num_replicas_in_sync
     with strategy.scope():
         model = compile_model(build_unet("compact", data["images"].shape[1], batch_norm=False))
-    dataset = tf.data.Dataset.from_tensor_slices((data["images"], data["masks"])).batch(global_batch, drop_remainder=True)
+    dataset = tf.data.Dataset.from_tensor_slices((data["images"], data["masks"]))
+    dataset = dataset.batch(global_batch, drop_remainder=True)
     model.fit(dataset, epochs=1, verbose=0)
 
 

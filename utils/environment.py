@@ -55,7 +55,8 @@ def version_problems() -> list[str]:
     """One line per package (or Python) older than the book's minimum, saying what is installed."""
     problems = []
     if sys.version_info[:2] < MINIMUM_PYTHON:
-        problems.append(f"Python {sys.version.split()[0]} (the book needs {'.'.join(map(str, MINIMUM_PYTHON))} or newer)")
+        minimum = ".".join(map(str, MINIMUM_PYTHON))
+        problems.append(f"Python {sys.version.split()[0]} (the book needs {minimum} or newer)")
     for name, minimum in MINIMUM_VERSIONS.items():
         found = installed_version(name)
         if found is None or _version_tuple(found) < _version_tuple(minimum):

@@ -1,4 +1,4 @@
-"""Downloading the SIIM-ACR data with the Kaggle API, and choosing between it and the bundled sample.
+"""Downloading the SIIM-ACR data with the Kaggle API (``utils.source`` decides which folder the chapters read).
 
 ``import kaggle`` (2.x) authenticates as it is imported and calls ``exit(1)`` (printing a help text) when it
 finds no credentials, so this module looks for credentials itself first and imports kaggle only when there
@@ -10,7 +10,7 @@ import os
 import sys
 from pathlib import Path
 
-from utils.config import DATA_VARIABLE, data_dir
+from utils.source import is_complete
 
 DATASET = "seesee/siim-train-test"  # the Kaggle mirror in the layout siim/dicom-images-train/..., siim/train-rle.csv
 CREDENTIAL_VARIABLES = ("KAGGLE_API_TOKEN", "KAGGLE_USERNAME", "KAGGLE_KEY")
@@ -25,6 +25,7 @@ For the competition's own files, accept the competition's rules on its Kaggle pa
 
 
 def kaggle_config_dir() -> Path:
+    """Where the Kaggle API looks for kaggle.json and access_token: ``$KAGGLE_CONFIG_DIR`` or ~/.kaggle."""
     return Path(os.environ.get("KAGGLE_CONFIG_DIR") or Path.home() / ".kaggle")
 
 
@@ -62,14 +63,6 @@ def find_kaggle_credentials() -> str | None:
     return None
 
 
-def is_complete(root: str | Path) -> bool:
-    """True when ``root`` holds a label CSV and at least one DICOM file."""
-    from utils.data import LABEL_FILES
-
-    root = Path(root)
-    return root.is_dir() and any(any(root.rglob(n)) for n in LABEL_FILES) and any(root.rglob("*.dcm"))
-
-
 def download(destination: str | Path, dataset: str = DATASET) -> Path | None:
     """Download and unpack ``dataset`` into ``destination``; return it, or None (with a message) on failure.
 
@@ -99,18 +92,3 @@ def download(destination: str | Path, dataset: str = DATASET) -> Path | None:
         )
         return None
     return destination if is_complete(destination) else None
-
-
-def data_root() -> tuple[Path, str]:
-    """The folder the chapters read: ``$SIIM_DATA_DIR`` when it holds the data, else the bundled sample.
-
-    Returns (folder, description). If SIIM_DATA_DIR is set but incomplete, says so and uses the sample.
-    """
-    from utils.sample import ensure_sample
-
-    configured = data_dir()
-    if configured is not None:
-        if is_complete(configured):
-            return configured, f"the real data in {configured} (from {DATA_VARIABLE})"
-        print(f"{DATA_VARIABLE}={configured} holds no label CSV and DICOM files; using the bundled sample instead.")
-    return ensure_sample(), "the bundled synthetic sample"

@@ -12,7 +12,8 @@ import keras
 from keras import layers
 
 
-def conv_block(x, filters: int, kernel_size: int = 3, batch_norm: bool = False, name: str = "block"):
+def conv_block(x: keras.KerasTensor, filters: int, kernel_size: int = 3, batch_norm: bool = False,
+               name: str = "block") -> keras.KerasTensor:
     """[Conv2D -> (BatchNorm) -> ReLU] twice, "same" padding: the U-Net's basic unit.
 
     With batch normalisation the convolutions have no bias (the normalisation's offset replaces it).
@@ -26,14 +27,18 @@ def conv_block(x, filters: int, kernel_size: int = 3, batch_norm: bool = False, 
     return x
 
 
-def encoder_block(x, filters: int, batch_norm: bool = False, name: str = "encoder"):
+def encoder_block(x: keras.KerasTensor, filters: int, batch_norm: bool = False,
+                  name: str = "encoder") -> tuple[keras.KerasTensor, keras.KerasTensor]:
     """A contracting step: conv_block, then 2x2 max-pooling with stride 2. Returns (skip, pooled)."""
     skip = conv_block(x, filters, batch_norm=batch_norm, name=name)
     pooled = layers.MaxPooling2D(pool_size=2, strides=2, name=f"{name}_pool")(skip)
     return skip, pooled
 
 
-def upsample(x, filters: int, mode: str = "transpose", name: str = "up"):
+UPSAMPLING_MODES = ("transpose", "bilinear")
+
+
+def upsample(x: keras.KerasTensor, filters: int, mode: str = "transpose", name: str = "up") -> keras.KerasTensor:
     """Double the resolution and set the channels to ``filters``.
 
     "transpose": a learned 2x2 transposed convolution with stride 2 (what most code calls up-convolution).
@@ -44,17 +49,18 @@ def upsample(x, filters: int, mode: str = "transpose", name: str = "up"):
     if mode == "bilinear":
         x = layers.UpSampling2D(2, interpolation="bilinear", name=f"{name}_bilinear")(x)
         return layers.Conv2D(filters, 2, padding="same", name=f"{name}_conv")(x)
-    raise ValueError(f"upsampling={mode!r} is not known; use 'transpose' or 'bilinear'")
+    raise ValueError(f"mode={mode!r} is not known; use one of {UPSAMPLING_MODES}")
 
 
-def decoder_block(x, skip, filters: int, upsampling: str = "transpose", batch_norm: bool = False, name: str = "decoder"):
+def decoder_block(x: keras.KerasTensor, skip: keras.KerasTensor, filters: int, upsampling: str = "transpose",
+                  batch_norm: bool = False, name: str = "decoder") -> keras.KerasTensor:
     """An expanding step: up-sample, *concatenate* the encoder's skip tensor, conv_block."""
     x = upsample(x, filters, upsampling, name=f"{name}_up")
     x = layers.Concatenate(name=f"{name}_concat")([x, skip])
     return conv_block(x, filters, batch_norm=batch_norm, name=name)
 
 
-def context_block(x, name: str = "context"):
+def context_block(x: keras.KerasTensor, name: str = "context") -> keras.KerasTensor:
     """Global context as channel gating: global average pooling -> 1x1 convolution -> sigmoid -> scale.
 
     Each channel of ``x`` is multiplied by a weight in (0, 1) computed from the whole image, so a pixel's value
@@ -68,7 +74,8 @@ def context_block(x, name: str = "context"):
     return layers.Multiply(name=f"{name}_scale")([x, gate])
 
 
-def output_head(x, num_classes: int = 1, logits: bool = False, name: str = "head"):
+def output_head(x: keras.KerasTensor, num_classes: int = 1, logits: bool = False,
+                name: str = "head") -> keras.KerasTensor:
     """1x1 convolution to ``num_classes`` maps; sigmoid for one class, softmax over classes for several.
 
     ``logits=True`` returns the raw scores (no activation), for losses built with ``from_logits=True``, which
@@ -120,11 +127,16 @@ def get_unet_config(preset: str | UNetConfig = "compact", **overrides) -> UNetCo
     return dataclasses.replace(preset, **overrides)
 
 
-def build_unet(preset: str | UNetConfig = "compact", image_size: int = 256, channels: int = 1, **overrides) -> keras.Model:
+def build_unet(preset: str | UNetConfig = "compact", image_size: int = 256, channels: int = 1,
+               **overrides) -> keras.Model:
     """Assemble a U-Net from a preset name or UNetConfig, for square ``image_size`` x ``image_size`` inputs."""
     config = get_unet_config(preset, **overrides)
+    if config.upsampling not in UPSAMPLING_MODES:
+        raise ValueError(f"upsampling={config.upsampling!r} is not known; use one of {UPSAMPLING_MODES}")
     if len(config.decoder_filters) != config.depth:
-        raise ValueError(f"decoder_filters {config.decoder_filters} must have one width per encoder level ({config.depth})")
+        raise ValueError(
+            f"decoder_filters {config.decoder_filters} must have one width per encoder level ({config.depth})"
+        )
     if image_size % 2**config.depth:
         raise ValueError(
             f"image_size={image_size} is not divisible by 2**depth = {2**config.depth}: each of the {config.depth} "
@@ -147,8 +159,7 @@ def build_unet(preset: str | UNetConfig = "compact", image_size: int = 256, chan
     for level, (filters, skip) in enumerate(zip(config.decoder_filters, reversed(skips)), start=1):
         x = decoder_block(x, skip, filters, config.upsampling, config.batch_norm, name=f"decoder{level}")
     outputs = output_head(x, config.num_classes, config.logits)
-    name = preset if isinstance(preset, str) else "unet"
-    return keras.Model(inputs, outputs, name=f"unet_{name}")
+    return keras.Model(inputs, outputs, name=f"unet_{preset}" if isinstance(preset, str) else "unet")
 
 
 def conv_flops(model: keras.Model) -> int:

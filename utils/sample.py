@@ -39,7 +39,8 @@ UID_ROOT = "1.2.276.0.7230010.3.1"  # the prefix the competition's UIDs use
 VERSION = "3"  # bump when the generator changes, so old samples are rebuilt
 
 
-def synthetic_radiograph(rng: np.random.Generator, positive: bool, bilateral: bool = False, size: int = SIZE):
+def synthetic_radiograph(rng: np.random.Generator, positive: bool, bilateral: bool = False,
+                         size: int = SIZE) -> tuple[np.ndarray, list[np.ndarray]]:
     """Return (uint8 image, list of boolean region masks) for one synthetic chest radiograph."""
     y, x = np.mgrid[0:size, 0:size] / size
     jitter = lambda scale: rng.uniform(-scale, scale)  # noqa: E731
@@ -74,7 +75,8 @@ def synthetic_radiograph(rng: np.random.Generator, positive: bool, bilateral: bo
         for cy, cx, ry, rx, side in chosen:
             lung = ellipse(cy, cx, ry, rx) & ~heart & ~diaphragm
             shrink = rng.uniform(0.55, 0.8)  # how far the lung has collapsed
-            collapsed = ellipse(cy + ry * (1 - shrink) * 0.5, cx - side * rx * (1 - shrink), ry * shrink ** 0.5, rx * shrink)
+            collapsed = ellipse(cy + ry * (1 - shrink) * 0.5, cx - side * rx * (1 - shrink),
+                                ry * shrink ** 0.5, rx * shrink)
             region = lung & ~collapsed
             edge = collapsed & ~ndimage.binary_erosion(collapsed, iterations=4) & lung
             image = np.where(region, 0.2 + smooth_noise(8, 0.01), image)  # air: dark, no lung markings
@@ -87,7 +89,8 @@ def synthetic_radiograph(rng: np.random.Generator, positive: bool, bilateral: bo
 
 
 def _uid(kind: int, rng: np.random.Generator) -> str:
-    return f"{UID_ROOT}.{kind}.8323329.{rng.integers(1000, 99999)}.{rng.integers(1517874000, 1517876000)}.{rng.integers(100000, 999999)}"
+    parts = (rng.integers(1000, 99999), rng.integers(1517874000, 1517876000), rng.integers(100000, 999999))
+    return f"{UID_ROOT}.{kind}.8323329." + ".".join(map(str, parts))
 
 
 def write_dicom(path: Path, pixels: np.ndarray, image_id: str, study: str, series: str, patient: dict) -> None:

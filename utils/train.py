@@ -7,6 +7,7 @@ runs the same training as the training chapter (``UNET_BOOK_MODE`` picks the def
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 import warnings
 from pathlib import Path
@@ -17,31 +18,48 @@ import tensorflow as tf
 
 from utils.config import RunConfig, get_config
 from utils.data import load_index, make_dataset, split_index
-from utils.losses import LOSSES, default_min_area, metrics
+from utils.losses import LOSSES
+from utils.metrics import MONITOR, default_min_predicted_area, metrics
 from utils.model import build_unet
 
-MONITOR = "val_competition_score"
+
+@dataclasses.dataclass(frozen=True)
+class DeviceSetup:
+    """What ``configure_device`` chose: the device, the dtype policy, and whether to compile with XLA."""
+
+    description: str  # e.g. "CPU only" or "1 GPU(s): /physical_device:GPU:0"
+    mixed_precision: bool  # the global dtype policy is mixed_float16 (else float32)
+    jit_compile: bool  # pass to compile_model(jit_compile=...): XLA on a GPU
 
 
-def configure_device(mixed_precision: bool | None = None) -> dict:
-    """Switch on mixed precision and XLA on a GPU, leave both off on a CPU; say which happened.
+def configure_device(mixed_precision: bool | None = None) -> DeviceSetup:
+    """Set the mixed-precision policy (on with a GPU, off on a CPU) and decide on XLA (likewise).
 
-    Call before building the model (the dtype policy applies to layers created afterwards).
+    The policy is set here, globally; call this before building the model, since it applies to layers created
+    afterwards. XLA is only decided here: ``compile_model(..., jit_compile=setup.jit_compile)`` applies it, as
+    ``train`` does.
     """
     gpus = tf.config.list_physical_devices("GPU")
     use_mixed = bool(gpus) if mixed_precision is None else mixed_precision
     keras.mixed_precision.set_global_policy("mixed_float16" if use_mixed else "float32")
-    return {
-        "device": f"{len(gpus)} GPU(s): {', '.join(g.name for g in gpus)}" if gpus else "CPU only",
-        "mixed_precision": use_mixed,
-        "jit_compile": bool(gpus),
-    }
+    description = f"{len(gpus)} GPU(s): {', '.join(g.name for g in gpus)}" if gpus else "CPU only"
+    return DeviceSetup(description, use_mixed, bool(gpus))
+
+
+@dataclasses.dataclass
+class TrainingRun:
+    """What ``train`` returns: the trained model (its last epoch), the history, the data split, the device."""
+
+    model: keras.Model
+    history: keras.callbacks.History
+    splits: pd.DataFrame
+    device: DeviceSetup
 
 
 class EpochSummary(keras.callbacks.Callback):
     """One short line per epoch instead of a progress bar."""
 
-    def __init__(self, keys=("loss", "val_loss", "val_competition_score", "val_positive_dice")):
+    def __init__(self, keys=("loss", "val_loss", MONITOR, "val_positive_dice")):
         super().__init__()
         self.keys = keys
 
@@ -52,7 +70,8 @@ class EpochSummary(keras.callbacks.Callback):
         logs = logs or {}
         values = "  ".join(f"{k} {logs[k]:.3f}" for k in self.keys if k in logs)
         rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-        print(f"epoch {epoch + 1:3d}/{self.params['epochs']}  {values}  lr {rate:.1e}  {time.perf_counter() - self.start:.1f} s", flush=True)
+        seconds = time.perf_counter() - self.start
+        print(f"epoch {epoch + 1:3d}/{self.params['epochs']}  {values}  lr {rate:.1e}  {seconds:.1f} s", flush=True)
 
 
 def make_callbacks(run_dir: str | Path, patience: int = 8, summary: bool = True) -> list:
@@ -78,10 +97,16 @@ def make_callbacks(run_dir: str | Path, patience: int = 8, summary: bool = True)
     return callbacks + ([EpochSummary()] if summary else [])
 
 
-def compile_model(model: keras.Model, loss: str = "bce_dice", learning_rate: float = 1e-3, jit_compile: bool = False) -> keras.Model:
+def compile_model(model: keras.Model, loss: str = "bce_dice", learning_rate: float = 1e-3,
+                  jit_compile: bool = False) -> keras.Model:
+    """Compile ``model`` with Adam, the loss named ``loss`` (a key of ``losses.LOSSES``) and the book's metrics.
+
+    The competition score counts a prediction below 0.2% of the image as empty (``min_predicted_area``);
+    ``jit_compile=True`` compiles the training step with XLA.
+    """
     if loss not in LOSSES:
         raise ValueError(f"loss={loss!r} is not known; choose one of {sorted(LOSSES)}")
-    min_area = default_min_area(model.input.shape[1])  # specks below 0.2% of the image count as empty
+    min_area = default_min_predicted_area(model.input.shape[1])
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=LOSSES[loss], metrics=metrics(min_area),
                   jit_compile=jit_compile)
     return model
@@ -95,7 +120,8 @@ def prepare_data(root: str | Path, config: RunConfig) -> tuple[pd.DataFrame, tf.
     if config.num_samples and config.num_samples < len(index):
         index = index.sample(n=config.num_samples, random_state=config.seed)
     splits = split_index(index, seed=config.seed)
-    train = make_dataset(splits[splits["split"] == "train"], config.image_size, config.batch_size, training=True, seed=config.seed)
+    train = make_dataset(splits[splits["split"] == "train"], config.image_size, config.batch_size, training=True,
+                         seed=config.seed)
     validation = make_dataset(splits[splits["split"] == "validation"], config.image_size, config.batch_size)
     return splits, train, validation
 
@@ -108,27 +134,31 @@ def train(
     loss: str = "bce_dice",
     learning_rate: float = 1e-3,
     extra_callbacks: list | None = None,
-):
-    """Train a U-Net on the data under ``root``; returns (model, history, splits, device)."""
+) -> TrainingRun:
+    """Train a U-Net on the data under ``root`` with ``config``'s sizes; checkpoints and logs go to ``run_dir``.
+
+    An interrupted run resumes where it stopped when called again with the same ``run_dir`` (see
+    ``make_callbacks``). The best model by the validation score is ``run_dir/best.keras``.
+    """
     config = config or get_config()
     keras.utils.set_random_seed(config.seed)
     device = configure_device()
     splits, train_data, validation_data = prepare_data(root, config)
-    model = compile_model(build_unet(preset, config.image_size), loss, learning_rate, device["jit_compile"])
+    model = compile_model(build_unet(preset, config.image_size), loss, learning_rate, device.jit_compile)
     history = model.fit(
         train_data,
         validation_data=validation_data,
         epochs=config.num_epochs,
         callbacks=make_callbacks(run_dir) + list(extra_callbacks or []),
+        shuffle=False,  # the tf.data pipeline shuffles; fit cannot shuffle a Dataset
         verbose=0,
     )
-    return model, history, splits, device
+    return TrainingRun(model, history, splits, device)
 
 
 def main(argv: list[str] | None = None) -> None:
-    import dataclasses
-
-    from utils.kaggle_download import data_root
+    """``python -m utils.train``: parse the arguments and train."""
+    from utils.source import data_root
 
     defaults = get_config()
     parser = argparse.ArgumentParser(description="Train the book's U-Net (the same code as the training chapter).")
@@ -141,11 +171,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--run-dir", default="runs/train", help="checkpoints, logs and the resume backup go here")
     parser.add_argument("--data", default=None, help="data folder (default: $SIIM_DATA_DIR, else the bundled sample)")
     args = parser.parse_args(argv)
-    config = dataclasses.replace(defaults, num_epochs=args.epochs, image_size=args.image_size, batch_size=args.batch_size)
-    root = Path(args.data) if args.data else data_root()[0]
-    model, history, _, device = train(root, args.run_dir, config, args.preset, args.loss, args.learning_rate)
-    best = max(history.history[MONITOR])
-    print(f"{device['device']}; mixed precision {'on' if device['mixed_precision'] else 'off'}. "
+    config = dataclasses.replace(defaults, num_epochs=args.epochs, image_size=args.image_size,
+                                 batch_size=args.batch_size)
+    root = Path(args.data) if args.data else data_root().path
+    run = train(root, args.run_dir, config, args.preset, args.loss, args.learning_rate)
+    best = max(run.history.history[MONITOR])
+    print(f"{run.device.description}; mixed precision {'on' if run.device.mixed_precision else 'off'}. "
           f"Best {MONITOR} {best:.4f}; model in {Path(args.run_dir) / 'best.keras'}")
 
 
