@@ -26,7 +26,9 @@ import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results"
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from timing import write_results  # noqa: E402
+
 MIB = 2**20
 # What the projections count: training DICOM files in the common Kaggle mirror, and the competition's full
 # labelled stage-2 set (see chapter 6).
@@ -149,10 +151,7 @@ def main() -> None:
             f"{summary['full_epoch_peak_rss_gib']} GiB "
             "of resident memory."
         )
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "cache_memory.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (RESULTS / "cache_memory.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results("cache_memory", summary, lines)
 
 
 if __name__ == "__main__":

@@ -79,3 +79,67 @@ def test_metadata_table_with_an_unreadable_file():
     assert table.loc[0, "modality"] == "CT" and pd.isna(table.loc[1, "modality"])
     assert table.loc[0, "patient_id"] == "1CT1" and pd.isna(table.loc[0, "error"])
     assert "InvalidDicomError" in table.loc[1, "error"]
+
+
+def jpeg_copy(source: Path, destination: Path) -> Path:
+    """A real image (one of pydicom's test files) written as the real data's kind: 8-bit JPEG-baseline CR."""
+    from utils.sample import write_dicom
+
+    pixels = (read_image(source) * 255).round().astype(np.uint8)
+    patient = {"id": "test", "sex": "M", "age": 40, "view": "PA"}
+    write_dicom(destination, pixels, "1.2.3.4", "1.2.3", "1.2.3.5", patient)
+    return destination
+
+
+@pytest.mark.parametrize("name", ["CT_small.dcm", "MR_small.dcm", "liver_1frame.dcm"])
+def test_tensorflow_decodes_what_pydicom_decodes(name, tmp_path, small_sample):
+    """Both decoders, at full size, on real images made into JPEG DICOM and on the sample: within 1/255."""
+    import tensorflow as tf
+
+    from utils.dicom import decode_jpeg_frame, jpeg_frame
+
+    paths = [jpeg_copy(TEST_FILES / name, tmp_path / "real.dcm"), *sorted(small_sample.rglob("*.dcm"))[:3]]
+    for path in paths:
+        frame, shape = jpeg_frame(path)
+        decoded = decode_jpeg_frame(tf.constant(frame), tf.constant(1)).numpy()[..., 0]
+        reference = read_image(path)
+        assert decoded.shape == reference.shape == shape
+        # each scales its darkest pixel to 0 and brightest to 1, so a brightest value 1 apart moves others slightly
+        assert np.abs(decoded - reference).mean() < 1 / 255 and np.abs(decoded - reference).max() <= 3 / 255, path
+
+
+# pydicom's own SC_rgb_jpeg.dcm declares explicit VR and is written in implicit VR; pydicom warns and reads it.
+@pytest.mark.filterwarnings("ignore:Expected explicit VR:UserWarning")
+@pytest.mark.parametrize("name", ["SC_rgb_jpeg.dcm", "SC_rgb_dcmtk_+eb+cy+n1.dcm", "MR_small.dcm",
+                                  "MR_small_jpeg_ls_lossless.dcm", "JPGExtended.dcm", "CT_small.dcm"])
+def test_other_files_keep_the_pydicom_path(name):
+    """Colour JPEG, uncompressed, JPEG-LS, 12-bit JPEG, rescaled CT: not for tf.io.decode_jpeg as they are."""
+    from utils.dicom import jpeg_frame
+
+    assert jpeg_frame(TEST_FILES / name) is None
+
+
+def test_shrinking_while_decoding(tmp_path):
+    import tensorflow as tf
+
+    from utils.dicom import decode_jpeg_frame, jpeg_frame, jpeg_scale
+
+    assert [jpeg_scale((1024, 1024), size) for size in (1024, 512, 256, 128, 96, 64)] == [1, 2, 4, 8, 8, 8]
+    assert jpeg_scale((64, 64), 96) == 1 and jpeg_scale((1024, 1000), 256) == 2
+    frame, shape = jpeg_frame(jpeg_copy(TEST_FILES / "liver_1frame.dcm", tmp_path / "liver.dcm"))
+    shrunk = decode_jpeg_frame(tf.constant(frame), tf.constant(4)).numpy()
+    assert shrunk.shape == (shape[0] // 4, shape[1] // 4, 1) and shrunk.min() == 0.0 and shrunk.max() == 1.0
+
+
+def test_a_truncated_jpeg_frame_is_reported_with_the_file(tmp_path, small_sample):
+    from pydicom.encaps import encapsulate, generate_frames
+
+    from utils.dicom import jpeg_frame
+
+    path = tmp_path / "cut.dcm"
+    dataset = pydicom.dcmread(sorted(small_sample.rglob("*.dcm"))[0])
+    frame = next(generate_frames(dataset.PixelData, number_of_frames=1))
+    dataset.PixelData = encapsulate([frame[: len(frame) // 2]])
+    dataset.save_as(path)
+    with pytest.raises(DicomReadError, match="cut.dcm.*truncated or corrupt"):
+        jpeg_frame(path)

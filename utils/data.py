@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from utils import rle
-from utils.dicom import DicomReadError, read_image, read_metadata
+from utils.dicom import DicomReadError, decode_jpeg_frame, jpeg_frame, jpeg_scale, read_image, read_metadata
 from utils.source import LABEL_FILES, data_root
 
 if TYPE_CHECKING:
@@ -202,20 +202,36 @@ def make_dataset(
     rle_text = ["|".join(rles) for rles in index["rles"]]  # tf.data wants flat strings
 
     def read(path, joined):
-        def load(path_bytes, joined_bytes):
-            text = joined_bytes.decode()
+        def load(path_bytes, joined_bytes):  # in Python: the header, the JPEG bytes or the pixels, the mask
+            path, text = path_bytes.decode(), joined_bytes.decode()
             try:
-                image, mask = load_example(path_bytes.decode(), text.split("|") if text else [])
+                found = jpeg_frame(path)
+                if found is None:  # not the real data's kind of file: pydicom decodes it
+                    pixels = read_image(path)
+                    frame, shape, scale = b"", pixels.shape, 1
+                else:
+                    (frame, shape), pixels = found, np.zeros((0, 0), np.float32)
+                    scale = jpeg_scale(shape, image_size)
+                mask = rle.decode_union(text.split("|") if text else [], shape)
             except (DicomReadError, ValueError) as error:
-                raise ValueError(f"while loading {path_bytes.decode()}: {error}") from None
-            return image[..., None], mask[..., None]
+                raise ValueError(f"while loading {path}: {error}") from None
+            return np.array(frame, dtype=object), pixels[..., None], np.int32(scale), mask[..., None]
 
-        image, mask = tf.numpy_function(load, [path, joined], [tf.float32, tf.uint8], name="read_dicom")
-        image.set_shape([None, None, 1])
+        frame, pixels, scale, mask = tf.numpy_function(
+            load, [path, joined], [tf.string, tf.float32, tf.int32, tf.uint8], name="read_dicom"
+        )
+        frame.set_shape([])
+        pixels.set_shape([None, None, 1])
         mask.set_shape([None, None, 1])
+        # In TensorFlow, in parallel: decode the JPEG bytes (shrunk by `scale`), or take pydicom's pixels.
+        image = tf.cond(tf.strings.length(frame) > 0, lambda: decode_jpeg_frame(frame, scale), lambda: pixels)
         size = (image_size, image_size)
-        image = tf.image.resize(image, size, "bilinear")
-        image = tf.cast(tf.round(tf.clip_by_value(image, 0.0, 1.0) * 255.0), tf.uint8)
+        image = tf.image.resize(image, size, "bilinear", antialias=True)
+        # Darkest pixel 0, brightest 1 at the training size, as read_image does at full size: shrinking averages
+        # the extremes away, and it happens at different steps in the two paths.
+        low, high = tf.reduce_min(image), tf.reduce_max(image)
+        image = tf.where(high > low, (image - low) / tf.maximum(high - low, 1e-6), tf.zeros_like(image))
+        image = tf.cast(tf.round(image * 255.0), tf.uint8)
         return image, tf.image.resize(mask, size, "nearest")
 
     def to_float(images, masks):
