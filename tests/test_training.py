@@ -168,3 +168,29 @@ def test_min_predicted_area_turns_specks_into_empty_predictions():
     positive[0, 2:10, 2:10] = 1
     assert float(hard_dice(positive, positive, min_predicted_area=2)[0]) == 1.0
     assert float(hard_dice(positive, positive, min_predicted_area=100)[0]) == 0.0  # a real region below it is lost
+
+
+@pytest.mark.filterwarnings("ignore:The least populated class in y:UserWarning")  # 24 images, as above
+def test_the_xla_choice_reaches_compile(small_sample, tmp_path, monkeypatch):
+    """configure_device only decides on XLA; compile_model applies it, and train passes the decision on."""
+    from utils import train
+    from utils.config import get_config
+    from utils.model import build_unet
+
+    assert train.compile_model(build_unet("compact", 32), jit_compile=True).jit_compile is True
+    assert train.compile_model(build_unet("compact", 32), jit_compile=False).jit_compile is False
+
+    class Stop(Exception):
+        pass
+
+    seen = {}
+
+    def record(model, loss, learning_rate, jit_compile=False):
+        seen["jit_compile"] = jit_compile
+        raise Stop  # the wiring is what is tested here, not the training
+
+    monkeypatch.setattr(train, "configure_device", lambda: train.DeviceSetup("a GPU, pretended", True, True))
+    monkeypatch.setattr(train, "compile_model", record)
+    with pytest.raises(Stop):
+        train.train(small_sample, tmp_path, get_config("quick"))
+    assert seen == {"jit_compile": True}
