@@ -11,7 +11,7 @@ REPO_URL := $(shell sed -n 's/^  url: *//p' _config.yml)
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 export UNET_BOOK_MODE ?= quick
 
-.PHONY: book test lint unit test-colab env clean
+.PHONY: book test lint unit test-colab env clean timings setup-check
 
 env: $(STAMP)
 
@@ -25,9 +25,11 @@ book: $(STAMP)
 	$(BIN)/jupyter-book build . --keep-going
 	@echo "The book is at $(CURDIR)/_build/html/index.html"
 
-# The linter (ruff, configured in pyproject.toml) over the code and the notebooks.
+# The linters: ruff (configured in pyproject.toml) over the code and the notebooks, and actionlint over the
+# GitHub workflows (with shellcheck from .venv for their `run:` scripts).
 lint: $(STAMP)
 	$(BIN)/ruff check utils tests benchmarks notebooks
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/actionlint .github/workflows/*.yml
 
 # The unit tests alone (about a minute).
 unit: $(STAMP)
@@ -58,6 +60,15 @@ test-colab: $(COLAB_STAMP)
 	IPYTHONDIR=$(CURDIR)/$(COLAB_WORK)/ipython UNET_BOOK_DIR=$(CURDIR)/$(COLAB_WORK)/pneumothorax-unet \
 	GIT_CONFIG_COUNT=1 GIT_CONFIG_KEY_0=url.file://$(CURDIR).insteadOf GIT_CONFIG_VALUE_0=$(REPO_URL) \
 	$(COLAB_VENV)/bin/python -m pytest --nbval-lax --nbval-cell-timeout=900 -p no:cacheprovider notebooks
+
+# After a build (make book or make test): per-chapter run times from the execution cache, reading times, the
+# workshop schedules, and the README's marked blocks, all written from result files in benchmarks/results.
+timings: $(STAMP)
+	$(BIN)/python benchmarks/chapter_timings.py
+
+# The learners' set-up check: a pass/fail table of versions, memory, disk, GPU, data and Kaggle credentials.
+setup-check: $(STAMP)
+	$(BIN)/python -m utils.setup_check
 
 clean:
 	rm -rf _build .pytest_cache

@@ -1,4 +1,5 @@
-"""After the book build: every chapter page was executed (has outputs), shows its figures, and has no errors.
+"""After the book build: every chapter page was executed (has outputs), shows its figures, and has no errors;
+the set-up check page shows the check's table.
 
 Run by `make test` after `jupyter-book build`; exits non-zero with the page at fault.
 """
@@ -23,5 +24,9 @@ for notebook in sorted((ROOT / "notebooks").glob("*.ipynb")):
         problems.append(f"{page.name}: no Colab launch button")
     if "Traceback (most recent call last)" in html or 'class="output traceback' in html:
         problems.append(f"{page.name}: shows an error")
-print("\n".join(problems) or "Every chapter page has its outputs, figures and launch button.")
+# The set-up check page runs utils.setup_check: its table must be on the page.
+setup_page = ROOT / "_build" / "html" / "book" / "teaching" / "setup_check.html"
+if not setup_page.exists() or "Kaggle credentials" not in setup_page.read_text():
+    problems.append(f"{setup_page.name}: the set-up check's table is missing (was the page executed?)")
+print("\n".join(problems) or "Every chapter page has its outputs, figures and launch button; the set-up check ran.")
 sys.exit(1 if problems else 0)

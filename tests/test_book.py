@@ -1,4 +1,5 @@
 """The book's structure: notebooks clean and listed, one repository URL, pinned environment, Colab set-up."""
+import importlib.util
 import json
 import re
 import shutil
@@ -198,17 +199,102 @@ def test_ci_runs_the_readme_test_command():
     assert re.search(r"^make test$", (ROOT / ".ci" / "run").read_text(), re.M)
 
 
-def test_readme_quotes_the_cache_benchmark():
-    from utils.data import MEMORY_CACHE_LIMIT, SHUFFLE_BUFFER_LIMIT
+def load_chapter_timings():
+    """benchmarks/chapter_timings.py as a module (benchmarks/ is not a package)."""
+    spec = importlib.util.spec_from_file_location("chapter_timings", ROOT / "benchmarks" / "chapter_timings.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
-    readme = " ".join((ROOT / "README.md").read_text().split())
-    result = json.loads((ROOT / "benchmarks" / "results" / "cache_memory.json").read_text())
-    mirror = "training files of the common mirror"
-    for quoted in (f"uint8 images and masks, {result['mib_per_example']['uint8']:.2f} MiB per example at 512 px",
-                   f"(float32 took {result['mib_per_example']['float32']:.2f})",
-                   f"that is {result['disk_cache_gib'][mirror]} GiB of disk",
-                   f"validation split's cache ({result['validation_cache_gib'][mirror]} GiB, projected)",
-                   f"larger than {MEMORY_CACHE_LIMIT // 2**30} GiB", f"at most {SHUFFLE_BUFFER_LIMIT // 2**20} MiB",
-                   f"peaked at {result['full_epoch_peak_rss_gib']} GiB of resident memory"):
-        assert quoted in readme, f"README.md should quote {quoted!r} from benchmarks/results/cache_memory.json"
-    assert result["mib_per_example"]["uint8"] <= 0.75
+
+def test_readme_figures_come_from_the_result_files():
+    """Every marked block of the README is what benchmarks/chapter_timings.py renders from benchmarks/results."""
+    readme = (ROOT / "README.md").read_text()
+    blocks = load_chapter_timings().readme_blocks()
+    assert set(re.findall(r"<!-- ([a-z-]+):start -->", readme)) == set(blocks)
+    for name, content in blocks.items():
+        assert f"<!-- {name}:start -->\n{content}<!-- {name}:end -->" in readme, (
+            f"README.md's {name} block no longer matches its result file: run "
+            "`python benchmarks/chapter_timings.py --readme-only` (or `make timings` after a build)")
+    cache = json.loads((ROOT / "benchmarks" / "results" / "cache_memory.json").read_text())
+    assert cache["mib_per_example"]["uint8"] <= 0.75
+
+
+def test_timing_tables_and_schedules_come_from_their_json():
+    timings = load_chapter_timings()
+    result = json.loads((ROOT / "benchmarks" / "results" / "chapter_timings.json").read_text())
+    assert [c["notebook"] for c in result["chapters"]] == [nb.stem for nb in NOTEBOOKS]
+    for name, content in timings.rendered_files(result).items():
+        assert (ROOT / "benchmarks" / "results" / name).read_text() == content, (
+            f"benchmarks/results/{name} differs from what chapter_timings.json gives: run `make timings`")
+
+
+def test_readme_links_the_site_and_shows_the_badges():
+    readme = (ROOT / "README.md").read_text()
+    site = CONFIG["html"]["baseurl"]
+    owner, name = REPO_URL.removeprefix("https://github.com/").split("/")
+    assert site == f"https://{owner}.github.io/{name}/", "html.baseurl: the GitHub Pages site of repository.url"
+    assert f"<{site}>" in readme, f"README.md should link the site {site}"
+    workflow = f"{REPO_URL}/actions/workflows/book.yml"
+    assert f"[![book]({workflow}/badge.svg)]({workflow})" in readme
+    colab = CONFIG["launch_buttons"]["colab_url"]
+    notebook = f"{colab}/github/{owner}/{name}/blob/{CONFIG['repository']['branch']}/notebooks/{NOTEBOOKS[0].name}"
+    assert f"[![Open In Colab]({colab}/assets/colab-badge.svg)]({notebook})" in readme
+    assert "make timings" in readme
+
+
+def test_workflows_publish_the_book_and_test_pull_requests():
+    book = yaml.safe_load((ROOT / ".github" / "workflows" / "book.yml").read_text())
+    triggers = book[True]  # YAML reads the key `on` as True
+    assert triggers["push"]["branches"] == ["main"]
+    steps = [step for job in book["jobs"].values() for step in job["steps"]]
+    assert any(step.get("run") == "make book" for step in steps), "the site is built with the README's command"
+    assert any(step.get("uses", "").startswith("actions/deploy-pages@") for step in steps)
+    upload = next(step for step in steps if step.get("uses", "").startswith("actions/upload-pages-artifact@"))
+    assert upload["with"]["path"] == "_build/html"
+    assert any(step.get("with", {}).get("path") == "_build/.jupyter_cache" for step in steps)
+    assert book["jobs"]["deploy"]["permissions"] == {"pages": "write", "id-token": "write"}
+    ci = yaml.safe_load((ROOT / ".github" / "workflows" / "ci.yml").read_text())
+    assert "pull_request" in ci[True]
+    ci_steps = ci["jobs"]["test"]["steps"]
+    assert any(step.get("run") == "bash .ci/run" for step in ci_steps)
+    assert any(step.get("with", {}).get("python-version") == "3.11" for step in ci_steps)
+    lint = (ROOT / "Makefile").read_text().split("\nlint:")[1].split("\n\n")[0]
+    assert "actionlint .github/workflows" in lint
+
+
+def test_teaching_part_is_in_the_book():
+    pages = ["instructor_guide", "schedules", "setup_check", "troubleshooting", "cheat_sheet"]
+    assert all(f"book/teaching/{page}" in TOC_FILES for page in pages)
+    check_page = (ROOT / "book" / "teaching" / "setup_check.md").read_text()
+    assert "```{code-cell}" in check_page and "from utils.setup_check import report" in check_page
+    schedules = (ROOT / "book" / "teaching" / "schedules.md").read_text()
+    for name in ("chapter_timings.md", "schedule_half_day.md", "schedule_two_day.md"):
+        assert f"```{{include}} ../../benchmarks/results/{name}" in schedules
+
+
+def test_run_times_come_from_the_execution_cache(tmp_path):
+    """A cached chapter gives its execution time; one changed since is marked stale; one never run is left out."""
+    import nbformat
+
+    get_cache = pytest.importorskip("jupyter_cache").get_cache  # a build tool: absent from the Colab environment
+    timings = load_chapter_timings()
+    notebooks = []
+    for stem in ("01_a", "02_b", "03_c"):
+        notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(f"print('{stem}')")])
+        notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nbformat.write(notebook, tmp_path / f"{stem}.ipynb")
+        notebooks.append(tmp_path / f"{stem}.ipynb")
+    cache = get_cache(tmp_path / "cache")
+    for path, seconds in zip(notebooks[:2], (1.25, 80.0)):
+        cache.cache_notebook_file(str(path), data={"execution_seconds": seconds}, check_validity=False)
+    changed = nbformat.read(notebooks[1], as_version=4)
+    changed.cells[0].source = "print('changed')"
+    nbformat.write(changed, notebooks[1])
+    records = timings.execution_records(tmp_path / "cache", notebooks)
+    assert records["01_a"]["run_seconds"] == 1.2 and records["01_a"]["matches_notebook"]
+    assert records["02_b"]["run_seconds"] == 80.0 and not records["02_b"]["matches_notebook"]
+    assert "03_c" not in records
+    assert timings.duration(80.0) == "1 min 20 s" and timings.duration(None) == "not measured"
+    with pytest.raises(FileNotFoundError, match="build the book first"):
+        timings.execution_records(tmp_path / "nothing", notebooks)

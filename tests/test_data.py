@@ -10,7 +10,7 @@ import pytest
 from utils import rle
 from utils.data import find_label_file, load_index, make_dataset, read_labels, scan_index, split_index
 from utils.dicom import read_image
-from utils.sample import make_sample, synthetic_radiograph
+from utils.sample import compare_with_real, make_sample, mask_statistics, synthetic_radiograph
 from utils.source import IMAGE_SHAPE
 
 
@@ -43,10 +43,33 @@ def test_sample_is_deterministic(tmp_path):
 
 
 def test_sample_masks_decode_and_match_the_generator():
-    image, regions = synthetic_radiograph(np.random.default_rng(0), positive=True, bilateral=True)
-    assert image.dtype == np.uint8 and len(regions) == 2
+    rng = np.random.default_rng(0)
+    while True:  # the first positive image with several regions
+        image, regions = synthetic_radiograph(rng, positive=True)
+        if len(regions) > 1:
+            break
+    assert image.dtype == np.uint8 and image.shape == IMAGE_SHAPE
     union = rle.decode_union([rle.encode(r) for r in regions], image.shape)
-    assert np.array_equal(union.astype(bool), regions[0] | regions[1])
+    assert np.array_equal(union.astype(bool), np.logical_or.reduce(regions))
+    assert synthetic_radiograph(rng, positive=False)[1] == []
+
+
+def test_sample_statistics_follow_the_real_data():
+    """Areas within a factor of 1.5 of the real quantiles, and the shares of multi-region masks and left-half masks
+    near the real ones, over 120 generated positive images."""
+    rng = np.random.default_rng(3)
+    rows = []
+    for number in range(120):
+        _, regions = synthetic_radiograph(rng, positive=True)
+        rows.append({"image_id": str(number), "has_pneumothorax": True, "rles": [rle.encode(r) for r in regions]})
+    table = compare_with_real(mask_statistics(pd.DataFrame(rows)), positive_share=0.22).set_index(["statistic", "at"])
+    areas = table.loc["area (% of image)", "sample / real"]
+    assert areas.between(1 / 1.5, 1.5).all(), areas
+    positions = table.loc[["centroid row", "centroid column"], "sample / real"]
+    assert positions.between(1 / 1.5, 1.5).all(), positions
+    regions = table.loc[("positive masks with 2+ regions (%)", "share"), "sample"]
+    left = table.loc[("centroid in the image's left half (%)", "share"), "sample"]
+    assert 25 <= regions <= 50 and 45 <= left <= 75, (regions, left)
 
 
 def test_index_of_the_seesee_layout(small_sample):

@@ -87,7 +87,7 @@ def test_context_block_gates_channels_with_global_information():
 
 
 def test_save_and_load_round_trip(tmp_path):
-    model = build_unet("design_notes", 32)
+    model = build_unet("stem7_context", 32)
     x = np.random.default_rng(0).random((2, 32, 32, 1)).astype("float32")
     model.save(tmp_path / "unet.keras")
     loaded = keras.models.load_model(tmp_path / "unet.keras")
@@ -112,3 +112,15 @@ def test_overrides_replace_fields():
 def test_model_names_say_what_was_built():
     assert build_unet("compact", 32).name == "unet_compact"
     assert build_unet(UNetConfig((8, 16), 32, (16, 8)), 32).name == "unet"
+
+
+def test_the_paper_preset_is_the_paper_and_the_variant_says_what_it_adds():
+    model = build_unet("paper", 64)
+    first = next(layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D))
+    assert first.kernel_size == (3, 3)  # the paper's first layer: a 3x3 convolution, no 7x7 stem
+    ups = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2DTranspose)]
+    assert len(ups) == 4 and all(u.kernel_size == (2, 2) and u.strides == (2, 2) for u in ups)  # "up-conv 2x2"
+    assert "design_notes" not in PRESETS
+    variant = PRESETS["stem7_context"]
+    assert variant.stem_kernel == 7 and variant.context
+    assert build_unet("stem7_context", 32).get_layer("stem").kernel_size == (7, 7)

@@ -11,12 +11,14 @@ Each module holds one thing:
 - ``dicom``: reading radiographs and their headers;
 - ``data``: index, patient-grouped split and the ``tf.data`` pipeline;
 - ``model``: U-Net blocks, presets and ``build_unet``;
+- ``diagram``: the picture of the whole U, read from a model that ``build_unet`` built;
 - ``metrics``: the one per-image Dice, the competition score and the other metrics;
 - ``losses``: the losses, built on the same Dice;
 - ``train``: device set-up, callbacks and training runs (also ``python -m utils.train``);
 - ``evaluate``: prediction, post-processing, and the submission file;
 - ``distributed``: multi-worker training with a custom loop, and local worker processes;
 - ``tuning``: the KerasTuner hypermodel, search space and grid search.
+- ``setup_check``: the learners' set-up check, a pass/fail table (``python -m utils.setup_check``).
 
 Importing ``utils`` has no side effects: no seeding, no downloads, no TensorFlow set-up.
 """

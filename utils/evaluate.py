@@ -1,4 +1,9 @@
-"""Evaluation and inference: per-image scores, post-processing tuned on validation, and a submission file."""
+"""Evaluation and inference: per-image scores, post-processing tuned on validation, and a submission file.
+
+Two post-processing rules: ``postprocess`` thresholds and removes small connected regions; ``triplet_postprocess``
+is the 1st-place SIIM-ACR rule, which first decides per image whether there is a pneumothorax at all.
+``predict_tiled`` is the paper's overlap-tile inference for images larger than the model's input.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -38,6 +43,123 @@ def postprocess(probability: np.ndarray, threshold: float = 0.5, min_component_a
     return mask.astype(np.uint8)
 
 
+TRIPLET_REFERENCE_SIZE = 1024  # the write-up's minimum areas are pixels of a 1024 x 1024 image
+TRIPLET_VALIDATION = (0.75, 2000, 0.3)  # (top, min_area, bottom) the 1st-place write-up chose on validation ...
+TRIPLET_PUBLIC_LB = (0.7, 600, 0.3)  # ... and on the public leaderboard
+
+
+def triplet_postprocess(probabilities: np.ndarray, top: float = 0.75, min_area: float = 2000,
+                        bottom: float = 0.3, reference_size: int = TRIPLET_REFERENCE_SIZE) -> np.ndarray:
+    """The 1st-place solution's "triplet" thresholding: decide per image, then draw the mask.
+
+    1. Count the pixels above ``top``. If there are fewer than ``min_area`` (scaled from a ``reference_size``
+       square image to this one: 2000 pixels at 1024 px are 2000 * (96 / 1024)**2, about 18, at 96 px), the
+       image is called empty and its whole mask is 0.
+    2. Otherwise the mask is every pixel above ``bottom`` (a lower threshold, so the outline is generous).
+
+    Args:
+        probabilities: one (H, W) probability map or a stack (N, H, W) (a trailing channel axis of 1 is dropped).
+        top, min_area, bottom: the triplet; the write-up gives (0.75, 2000, 0.3) on validation and (0.7, 600, 0.3)
+            on the public leaderboard (``TRIPLET_VALIDATION``, ``TRIPLET_PUBLIC_LB``).
+        reference_size: the side of the square image that ``min_area`` is counted on.
+
+    Returns uint8 0/1 masks of the input's shape (without the channel axis).
+
+    Raises:
+        ValueError: if the thresholds are outside [0, 1] or ``bottom`` > ``top``, ``min_area`` < 0, or the input is
+            not (H, W) or (N, H, W).
+    """
+    probabilities = np.asarray(probabilities)
+    if probabilities.ndim in (3, 4) and probabilities.shape[-1] == 1:
+        probabilities = probabilities[..., 0]
+    if probabilities.ndim not in (2, 3):
+        raise ValueError(f"probabilities have shape {probabilities.shape}; pass (H, W) or (N, H, W) maps")
+    if not 0 <= bottom <= top <= 1:
+        raise ValueError(f"bottom={bottom}, top={top}: need 0 <= bottom <= top <= 1 (the write-up: 0.3 and 0.75)")
+    if min_area < 0 or reference_size <= 0:
+        raise ValueError(f"min_area={min_area}, reference_size={reference_size}: use min_area >= 0, size > 0")
+    height, width = probabilities.shape[-2:]
+    scaled_area = min_area * height * width / reference_size**2
+    confident = (probabilities > top).sum(axis=(-2, -1))
+    present = confident >= scaled_area
+    if probabilities.ndim == 3:
+        present = present[:, None, None]
+    return ((probabilities > bottom) & present).astype(np.uint8)
+
+
+def triplet_score(probabilities: np.ndarray, masks: np.ndarray, top: float = 0.75, min_area: float = 2000,
+                  bottom: float = 0.3) -> float:
+    """The competition score (mean per-image Dice) after ``triplet_postprocess``."""
+    return float(np.mean(dice_per_image(masks, triplet_postprocess(probabilities, top, min_area, bottom)).numpy()))
+
+
+def tune_triplet(probabilities: np.ndarray, masks: np.ndarray, tops: tuple[float, ...] = (0.6, 0.7, 0.75, 0.8, 0.9),
+                 min_areas: tuple[float, ...] = (0, 600, 1000, 2000, 3000),
+                 bottoms: tuple[float, ...] = (0.2, 0.3, 0.4, 0.5)) -> pd.DataFrame:
+    """The competition score for every (top, min_area, bottom) triplet with bottom <= top: one row each, best first.
+
+    ``min_area`` is in pixels of a 1024 x 1024 image, as in the write-up. Tune on validation, report on test.
+    """
+    rows = [{"top": t, "min_area": a, "bottom": b, "score": triplet_score(probabilities, masks, t, a, b)}
+            for t in tops for a in min_areas for b in bottoms if b <= t]
+    return pd.DataFrame(rows).sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def predict_tiled(model: keras.Model, image: np.ndarray, tile: int, margin: int, batch_size: int = 8) -> np.ndarray:
+    """Overlap-tile inference (the paper's Figure 2): predict a large image tile by tile and stitch the tiles.
+
+    The image is mirrored by ``margin`` pixels at every border (``np.pad(mode="symmetric")``) and padded up to a
+    multiple of ``tile``. The *output* tiles, ``tile`` x ``tile``, do not overlap and cover the image seamlessly;
+    each is predicted from an *input* tile ``margin`` pixels larger on every side, so the input tiles overlap.
+    The model sees ``tile + 2 * margin`` pixels square, and only the centre of its output is kept.
+
+    With "same" padding the centre equals a whole-image prediction wherever the receptive field fits inside the
+    margin, and when ``tile`` and ``margin`` are multiples of 2**depth, so that every tile's pooling grid lines
+    up with the whole image's. Near the image's borders the two differ: mirrored context against zero padding.
+
+    Args:
+        model: a model mapping (batch, s, s, C) to (batch, s, s, K) with s = tile + 2 * margin (or any size).
+        image: (H, W) or (H, W, C) array.
+        tile: side of the output tiles, in pixels.
+        margin: context added on each side of a tile, in pixels.
+        batch_size: tiles per call of the model.
+
+    Returns the stitched (H, W, K) prediction as float32.
+
+    Raises:
+        ValueError: if the image is not 2-D or 3-D, tile or margin is not positive / non-negative, the margin is
+            larger than the image (it cannot be mirrored), or the model's input size is not tile + 2 * margin.
+    """
+    image = np.asarray(image, dtype=np.float32)
+    if image.ndim == 2:
+        image = image[..., None]
+    if image.ndim != 3:
+        raise ValueError(f"image has shape {image.shape}; pass (H, W) or (H, W, C)")
+    if tile <= 0 or margin < 0:
+        raise ValueError(f"tile={tile}, margin={margin}: use tile > 0 and margin >= 0")
+    height, width = image.shape[:2]
+    if margin > min(height, width):
+        raise ValueError(f"margin={margin} is larger than the image ({height} x {width}); use a smaller margin")
+    size = tile + 2 * margin
+    expected = model.input.shape[1:3]
+    if any(side is not None and side != size for side in expected):
+        raise ValueError(f"the model takes {tuple(expected)} inputs, but tile + 2 * margin = {size}; build it for "
+                         f"{size} px, or choose tile and margin to match")
+    rows, columns = -(-height // tile), -(-width // tile)
+    padded = np.pad(image, ((margin, margin + rows * tile - height), (margin, margin + columns * tile - width),
+                            (0, 0)), mode="symmetric")
+    corners = [(r * tile, c * tile) for r in range(rows) for c in range(columns)]
+    outputs = []
+    for start in range(0, len(corners), batch_size):
+        batch = np.stack([padded[y:y + size, x:x + size] for y, x in corners[start:start + batch_size]])
+        outputs.append(keras.ops.convert_to_numpy(model(batch, training=False)))
+    predictions = np.concatenate(outputs)
+    stitched = np.zeros((rows * tile, columns * tile, predictions.shape[-1]), np.float32)
+    for (y, x), prediction in zip(corners, predictions):
+        stitched[y:y + tile, x:x + tile] = prediction[margin:margin + tile, margin:margin + tile]
+    return stitched[:height, :width]
+
+
 def score(probabilities: np.ndarray, masks: np.ndarray, threshold: float = 0.5, min_component_area: int = 0) -> float:
     """The competition score (mean per-image Dice, ``metrics.dice_per_image``) after post-processing."""
     predicted = np.stack([postprocess(p, threshold, min_component_area) for p in probabilities])
@@ -58,11 +180,14 @@ def tune_postprocessing(probabilities: np.ndarray, masks: np.ndarray,
 
 
 def write_submission(model: keras.Model, images: pd.DataFrame, image_size: int, path: str | Path,
-                     threshold: float = 0.5, min_component_area: int = 0, batch_size: int = 8) -> pd.DataFrame:
+                     threshold: float = 0.5, min_component_area: int = 0, batch_size: int = 8,
+                     triplet: tuple[float, float, float] | None = None) -> pd.DataFrame:
     """Predict ``images`` (columns image_id, path), resize to each original size, encode, write the CSV.
 
     The file has the competition's columns ``ImageId,EncodedPixels``, "-1" for an empty mask, and one row per
     image. ``min_component_area`` is in pixels at the model's resolution and is scaled to the original size.
+    With ``triplet=(top, min_area, bottom)`` the masks come from ``triplet_postprocess`` instead (``min_area`` in
+    pixels of a 1024 x 1024 image), and ``threshold`` and ``min_component_area`` are not used.
     """
     frame = images.assign(rles=[[] for _ in range(len(images))])
     dataset = make_dataset(frame, image_size, batch_size, cache=False)
@@ -72,7 +197,11 @@ def write_submission(model: keras.Model, images: pd.DataFrame, image_size: int, 
         height, width = read_image(image_path).shape
         full = tf.image.resize(probability[..., None], (height, width), "bilinear").numpy()[..., 0]
         scaled_area = int(round(min_component_area * height * width / image_size**2))
-        rows.append((image_id, rle.encode(postprocess(full, threshold, scaled_area))))
+        if triplet is not None:
+            mask = triplet_postprocess(full, *triplet)
+        else:
+            mask = postprocess(full, threshold, scaled_area)
+        rows.append((image_id, rle.encode(mask)))
     submission = pd.DataFrame(rows, columns=["ImageId", "EncodedPixels"])
     submission.to_csv(path, index=False)
     return submission

@@ -39,10 +39,21 @@ UPSAMPLING_MODES = ("transpose", "bilinear")
 
 
 def upsample(x: keras.KerasTensor, filters: int, mode: str = "transpose", name: str = "up") -> keras.KerasTensor:
-    """Double the resolution and set the channels to ``filters``.
+    """Double the resolution and set the channels to ``filters``: two implementations of an up-convolution.
 
-    "transpose": a learned 2x2 transposed convolution with stride 2 (what most code calls up-convolution).
-    "bilinear": fixed bilinear up-sampling followed by a 2x2 convolution -- the paper's own description.
+    The paper's Figure 1 calls this step "up-conv 2x2": a *learned* 2x2 up-convolution that halves the channels.
+    Its released Caffe model implements it as a deconvolution layer, i.e. a transposed convolution with a 2x2
+    kernel and stride 2; the paper says nothing about bilinear interpolation.
+
+    - "transpose" (default, the released model's choice): a 2x2 transposed convolution with stride 2. Each input
+      pixel scatters its own learned 2x2 patch, so no output pixel mixes two input pixels.
+    - "bilinear": fixed bilinear up-sampling, then a learned 2x2 convolution (resize-then-convolve, which avoids
+      the checkerboard artefacts a transposed convolution can make; Odena et al., 2016). With "same" padding an
+      even-sized kernel cannot be centred: Keras pads one extra row and column at the bottom and right, so the
+      output is shifted by half a pixel relative to the input.
+
+    Raises:
+        ValueError: if ``mode`` is not one of ``UPSAMPLING_MODES``.
     """
     if mode == "transpose":
         return layers.Conv2DTranspose(filters, 2, strides=2, padding="same", name=f"{name}_transpose")(x)
@@ -78,8 +89,12 @@ def output_head(x: keras.KerasTensor, num_classes: int = 1, logits: bool = False
                 name: str = "head") -> keras.KerasTensor:
     """1x1 convolution to ``num_classes`` maps; sigmoid for one class, softmax over classes for several.
 
-    ``logits=True`` returns the raw scores (no activation), for losses built with ``from_logits=True``, which
-    are numerically stabler. The head computes in float32 even under mixed precision.
+    The book trains the sigmoid head with the probability-based losses of ``utils.losses``: the Dice loss, the
+    metrics and the evaluation all need probabilities, and with the TensorFlow backend Keras' cross-entropy
+    recovers the logits of a tensor that comes straight from its sigmoid (chapter 5 checks both). The head
+    computes in float32 even under mixed precision, so the sigmoid saturates only beyond |logit| ~ 17, not ~ 8.
+    ``logits=True`` returns the raw scores instead (no activation), for losses built with ``from_logits=True``:
+    the safer choice when something sits between the sigmoid and the loss. The ``utils`` losses do not accept them.
     """
     x = layers.Conv2D(num_classes, 1, dtype="float32", name=f"{name}_conv")(x)
     if logits:
@@ -95,11 +110,11 @@ class UNetConfig:
     encoder_filters: tuple[int, ...] = (64, 128, 256, 512)
     bottleneck_filters: int = 1024
     decoder_filters: tuple[int, ...] = (512, 256, 128, 64)
-    stem_kernel: int | None = None  # a single k x k convolution before the first block (e.g. 7)
+    stem_kernel: int | None = None  # a single k x k convolution before the first block (e.g. 7); not in the paper
     upsampling: str = "transpose"
     batch_norm: bool = False
     dropout: float = 0.0  # on the bottleneck, "at the end of the contracting path" as in the paper
-    context: bool = False  # a context block on the bottleneck
+    context: bool = False  # a context block (chapter 4) on the bottleneck; not in the paper
     num_classes: int = 1
     logits: bool = False
 
@@ -113,8 +128,9 @@ PRESETS: dict[str, UNetConfig] = {
     "paper": UNetConfig(dropout=0.5),
     # Small enough to train on a CPU in minutes: a quarter of the paper's widths, with batch normalisation.
     "compact": UNetConfig((16, 32, 64, 128), 256, (128, 64, 32, 16), batch_norm=True),
-    # The project's design notes: 7x7 stem, encoder 32/64/128, decoder 64/32/16, context block, sigmoid head.
-    "design_notes": UNetConfig((32, 64, 128), 256, (64, 32, 16), stem_kernel=7, batch_norm=True, context=True),
+    # A popular description of "U-Net" that departs from the paper (whose first layer is a 3x3 convolution and
+    # which has no context block): a 7x7 stem, encoder 32/64/128, decoder 64/32/16, a context block on the bottleneck.
+    "stem7_context": UNetConfig((32, 64, 128), 256, (64, 32, 16), stem_kernel=7, batch_norm=True, context=True),
 }
 
 
