@@ -194,3 +194,37 @@ def test_the_xla_choice_reaches_compile(small_sample, tmp_path, monkeypatch):
     with pytest.raises(Stop):
         train.train(small_sample, tmp_path, get_config("quick"))
     assert seen == {"jit_compile": True}
+
+
+@pytest.mark.filterwarnings("ignore:The least populated class in y:UserWarning")
+def test_a_hyperparameter_file_drives_the_command_line_trainer(small_sample, tmp_path, capsys):
+    """What a search writes, ``python -m utils.train --hyperparameters`` trains: the searched widths and depth."""
+    from utils import train
+
+    chosen = {"base_filters": 4, "depth": 2, "learning_rate": 0.003, "loss": "focal_dice", "score": 0.9}
+    path = train.write_hyperparameters(chosen, tmp_path / "best.json")
+    assert train.read_hyperparameters(path) == {k: v for k, v in chosen.items() if k != "score"}
+    train.main(["--data", str(small_sample), "--epochs", "1", "--image-size", "32", "--batch-size", "4",
+                "--run-dir", str(tmp_path / "run"), "--hyperparameters", str(path)])
+    model = keras.models.load_model(tmp_path / "run" / "best.keras")
+    widths = [layer.filters for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert widths[:4] == [4, 4, 8, 8] and max(widths) == 16  # 4 doubling over 2 levels, bottleneck 16
+    assert model.loss.__name__ == "focal_dice_loss"
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.003)
+
+
+@pytest.mark.parametrize("content, message", [
+    ("not json", "cannot read hyperparameters"),
+    ('{"base_filters": 16, "depth": 4, "learning_rate": 0.001}', "missing \\['loss'\\]"),
+    ('{"base_filters": 16, "depth": 4, "learning_rate": 5, "loss": "bce_dice"}', "learning_rate=5"),
+    ('{"base_filters": 0, "depth": 4, "learning_rate": 0.001, "loss": "bce_dice"}', "base_filters=0"),
+    ('{"base_filters": 16, "depth": 4, "learning_rate": 0.001, "loss": "l2"}', "loss='l2' is not known"),
+])
+def test_a_bad_hyperparameter_file_names_the_file_and_the_value(tmp_path, content, message):
+    from utils import train
+
+    path = tmp_path / "hyperparameters.json"
+    path.write_text(content)
+    with pytest.raises(ValueError, match=message) as error:
+        train.read_hyperparameters(path)
+    assert str(path) in str(error.value)

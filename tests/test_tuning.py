@@ -11,8 +11,8 @@ from utils import tuning
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*(currentThread|getName):DeprecationWarning")  # KerasTuner 1.4.8
 
-# search_space()'s default grid: base filters x learning rate (depth and loss are fixed)
-GRID = sorted(itertools.product((8, 16), (1e-3, 3e-3)))
+# search_space()'s default grid: learning rate x loss (width and depth are fixed)
+GRID = sorted(itertools.product((1e-4, 1e-3, 1e-2), ("bce_dice", "focal_dice")))
 
 
 @pytest.fixture(autouse=True)
@@ -24,7 +24,7 @@ def not_distributed(monkeypatch):
 
 def point(trial) -> tuple:
     """A trial's place in GRID."""
-    return trial.hyperparameters.values["base_filters"], trial.hyperparameters.values["learning_rate"]
+    return trial.hyperparameters.values["learning_rate"], trial.hyperparameters.values["loss"]
 
 
 class Interrupted(KeyboardInterrupt):
@@ -49,7 +49,7 @@ def search(directory, completed: list, interrupt_at: int | None = None, fail: tu
         if point(trial) in fail:
             raise keras_tuner.errors.FailedTrialError(f"{point(trial)} is set to fail")
         completed.append(point(trial))
-        return {"val_competition_score": point(trial)[0] * point(trial)[1]}
+        return {"val_competition_score": point(trial)[0] * (1 + GRID.index(point(trial)))}
 
     def pre_create_trial():
         created.append(None)

@@ -16,10 +16,12 @@ regions follow the real training labels' distributions (``REAL_STATISTICS``; ``c
 from __future__ import annotations
 
 import io
+import multiprocessing
 import os
 import shutil
 import uuid
 import warnings
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +40,7 @@ SAMPLE_ROOT = REPO_ROOT / "data" / "siim-sample"
 SIZE = 1024
 POSITIVE_RATE = 0.22
 UID_ROOT = "1.2.276.0.7230010.3.1"  # the prefix the competition's UIDs use
-VERSION = "4"  # bump when the generator changes, so old samples are rebuilt
+VERSION = "5"  # bump when the generator changes, so old samples are rebuilt
 
 
 # Lung outlines for the patient's right lung (the image's left half), in fractions of the image: from the apex
@@ -271,12 +273,28 @@ def write_dicom(path: Path, pixels: np.ndarray, image_id: str, study: str, serie
     ds.save_as(path, enforce_file_format=True)
 
 
-def make_sample(root: Path, num_train: int = 400, num_test: int = 20, seed: int = 0) -> Path:
-    """Generate the sample under ``root`` (returns ``root / "siim"``); same seed, same files."""
+def _draw_and_write(task: dict) -> list[tuple[str, str]]:
+    """Draw one radiograph from its own seed, write its DICOM file, and return its label rows (none if unlabelled)."""
+    pixels, regions = synthetic_radiograph(np.random.default_rng(task["seed"]), task["positive"])
+    if len(regions) > 1 and task["one_row"]:  # several regions in one CSV row, as some real labels have
+        regions = [np.logical_or.reduce(regions)]
+    write_dicom(task["path"], pixels, task["image_id"], task["study"], task["series"], task["patient"])
+    if not task["labelled"]:
+        return []
+    return [(task["image_id"], rle.encode(region)) for region in regions] or [(task["image_id"], rle.EMPTY)]
+
+
+def make_sample(root: Path, num_train: int = 400, num_test: int = 20, seed: int = 0, workers: int | None = None
+                ) -> Path:
+    """Generate the sample under ``root`` (returns ``root / "siim"``); same seed, same files.
+
+    Every image is drawn from its own seed, so the files are the same whether they are drawn one after the other
+    or by ``workers`` processes at once (default: one per CPU core, for 32 images or more).
+    """
     rng = np.random.default_rng(seed)
+    image_seeds = np.random.SeedSequence(seed).spawn(num_train + num_test)
     siim = Path(root) / "siim"
-    rows = []
-    patients = []
+    tasks, patients = [], []
     for index in range(num_train + num_test):
         # About one patient in eight has a second radiograph, as in the real data: splits must group them.
         if patients and rng.random() < 0.12:
@@ -289,16 +307,20 @@ def make_sample(root: Path, num_train: int = 400, num_test: int = 20, seed: int 
                 "view": str(rng.choice(["PA", "AP"], p=[0.6, 0.4])),
             }
             patients.append(patient)
-        pixels, regions = synthetic_radiograph(rng, positive=rng.random() < POSITIVE_RATE)
-        if len(regions) > 1 and rng.random() >= SEPARATE_ROWS_RATE:  # several regions in one CSV row
-            regions = [np.logical_or.reduce(regions)]
         image_id, study, series = _uid(4, rng), _uid(2, rng), _uid(3, rng)
         folder = "dicom-images-train" if index < num_train else "dicom-images-test"
-        write_dicom(siim / folder / study / series / f"{image_id}.dcm", pixels, image_id, study, series, patient)
-        if index < num_train:
-            rows += [(image_id, rle.encode(region)) for region in regions] or [(image_id, rle.EMPTY)]
-    labels = pd.DataFrame(rows, columns=["ImageId", " EncodedPixels"])  # the competition's leading space
-    labels.to_csv(siim / "train-rle.csv", index=False)
+        tasks.append({"seed": image_seeds[index], "positive": bool(rng.random() < POSITIVE_RATE),
+                      "one_row": bool(rng.random() >= SEPARATE_ROWS_RATE), "labelled": index < num_train,
+                      "path": siim / folder / study / series / f"{image_id}.dcm", "image_id": image_id,
+                      "study": study, "series": series, "patient": patient})
+    workers = workers or ((os.cpu_count() or 1) if len(tasks) >= 32 else 1)
+    if workers > 1:  # "spawn": safe in a process that has already started TensorFlow's threads
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            label_rows = list(pool.map(_draw_and_write, tasks, chunksize=8))
+    else:
+        label_rows = [_draw_and_write(task) for task in tasks]
+    labels = pd.DataFrame([row for rows in label_rows for row in rows], columns=["ImageId", " EncodedPixels"])
+    labels.to_csv(siim / "train-rle.csv", index=False)  # the competition's leading space in " EncodedPixels"
     return siim
 
 

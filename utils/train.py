@@ -1,13 +1,17 @@
 """Training a U-Net with model.fit: data, model, callbacks, device set-up, and a command-line entry point.
 
     python -m utils.train --preset compact --epochs 40 --image-size 512 --run-dir runs/compact
+    python -m utils.train --hyperparameters runs/chapter09/best_hyperparameters.json --run-dir runs/best
 
-runs the same training as the training chapter (``UNET_BOOK_MODE`` picks the default sizes).
+runs the same training as the training chapter (``UNET_BOOK_MODE`` picks the default sizes); the second form
+trains the configuration that a search chose (``write_hyperparameters``).
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
+import math
 import time
 import warnings
 from pathlib import Path
@@ -20,7 +24,7 @@ from utils.config import RunConfig, get_config
 from utils.data import load_index, make_dataset, split_index
 from utils.losses import LOSSES
 from utils.metrics import MONITOR, default_min_predicted_area, metrics
-from utils.model import build_unet
+from utils.model import PRESETS, build_unet
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,6 +116,60 @@ def compile_model(model: keras.Model, loss: str = "bce_dice", learning_rate: flo
     return model
 
 
+# What a hyperparameter file holds: the width of the first level (the others double from it), the number of
+# levels, Adam's learning rate and the loss. The search chapter writes one; ``train`` and the command line read it.
+HYPERPARAMETERS = {"base_filters": int, "depth": int, "learning_rate": float, "loss": str}
+
+
+def write_hyperparameters(values: dict, path: str | Path) -> Path:
+    """Write the hyperparameters ``train`` needs (``HYPERPARAMETERS``' keys) to a JSON file; extra keys are dropped."""
+    checked = check_hyperparameters({name: values.get(name) for name in HYPERPARAMETERS}, source="the values given")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(checked, indent=2) + "\n")
+    return path
+
+
+def read_hyperparameters(path: str | Path) -> dict:
+    """Read and check a file written by ``write_hyperparameters``; a ValueError names the file and what is wrong."""
+    try:
+        values = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ValueError(f"cannot read hyperparameters from {path}: {error}. Write it with "
+                         "utils.train.write_hyperparameters (the search chapter does).") from None
+    return check_hyperparameters(values, source=str(path))
+
+
+def check_hyperparameters(values: dict, source: str) -> dict:
+    """``values`` with each of ``HYPERPARAMETERS`` present, of its type and in range; else a ValueError."""
+    if not isinstance(values, dict):
+        raise ValueError(f"{source}: expected a JSON object with keys {sorted(HYPERPARAMETERS)}")
+    missing = sorted(set(HYPERPARAMETERS) - set(values))
+    if missing or any(values[name] is None for name in HYPERPARAMETERS):
+        raise ValueError(f"{source}: missing {missing or [n for n in HYPERPARAMETERS if values[n] is None]}; "
+                         f"a hyperparameter file needs {sorted(HYPERPARAMETERS)}")
+    checked = {}
+    for name, kind in HYPERPARAMETERS.items():
+        value = values[name]
+        if kind is int and not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
+            raise ValueError(f"{source}: {name}={value!r} must be a positive whole number")
+        if kind is float and not (isinstance(value, (int, float)) and math.isfinite(value) and 0 < value < 1):
+            raise ValueError(f"{source}: {name}={value!r} must be a number between 0 and 1")
+        if name == "loss" and value not in LOSSES:
+            raise ValueError(f"{source}: loss={value!r} is not known; choose one of {sorted(LOSSES)}")
+        checked[name] = kind(value)
+    return checked
+
+
+def model_from_hyperparameters(values: dict, image_size: int, jit_compile: bool = False) -> keras.Model:
+    """The compiled compact U-Net with ``values``' widths (doubling from base_filters), depth, loss and rate."""
+    base, depth = values["base_filters"], values["depth"]
+    encoder = tuple(base * 2**level for level in range(depth))
+    model = build_unet("compact", image_size, encoder_filters=encoder, bottleneck_filters=base * 2**depth,
+                       decoder_filters=encoder[::-1])
+    return compile_model(model, values["loss"], values["learning_rate"], jit_compile)
+
+
 def prepare_data(root: str | Path, config: RunConfig) -> tuple[pd.DataFrame, tf.data.Dataset, tf.data.Dataset]:
     """Index, patient-grouped split, and the training and validation pipelines for ``config``'s sizes."""
     with warnings.catch_warnings():
@@ -134,17 +192,27 @@ def train(
     loss: str = "bce_dice",
     learning_rate: float = 1e-3,
     extra_callbacks: list | None = None,
+    hyperparameters: dict | str | Path | None = None,
 ) -> TrainingRun:
     """Train a U-Net on the data under ``root`` with ``config``'s sizes; checkpoints and logs go to ``run_dir``.
 
-    An interrupted run resumes where it stopped when called again with the same ``run_dir`` (see
-    ``make_callbacks``). The best model by the validation score is ``run_dir/best.keras``.
+    ``hyperparameters`` (a dict or a file from ``write_hyperparameters``), when given, replaces ``preset``,
+    ``loss`` and ``learning_rate`` with a searched configuration. An interrupted run resumes where it stopped
+    when called again with the same ``run_dir`` (see ``make_callbacks``). The best model by the validation score
+    is ``run_dir/best.keras``.
     """
+    if isinstance(hyperparameters, (str, Path)):
+        hyperparameters = read_hyperparameters(hyperparameters)
+    elif hyperparameters is not None:
+        hyperparameters = check_hyperparameters(hyperparameters, source="hyperparameters")
     config = config or get_config()
     keras.utils.set_random_seed(config.seed)
     device = configure_device()
     splits, train_data, validation_data = prepare_data(root, config)
-    model = compile_model(build_unet(preset, config.image_size), loss, learning_rate, device.jit_compile)
+    if hyperparameters:
+        model = model_from_hyperparameters(hyperparameters, config.image_size, device.jit_compile)
+    else:
+        model = compile_model(build_unet(preset, config.image_size), loss, learning_rate, device.jit_compile)
     history = model.fit(
         train_data,
         validation_data=validation_data,
@@ -162,7 +230,10 @@ def main(argv: list[str] | None = None) -> None:
 
     defaults = get_config()
     parser = argparse.ArgumentParser(description="Train the book's U-Net (the same code as the training chapter).")
-    parser.add_argument("--preset", default="compact", help="compact, paper or design_notes")
+    parser.add_argument("--preset", default="compact", choices=sorted(PRESETS))
+    parser.add_argument("--hyperparameters", default=None,
+                        help="a JSON file from a search (base_filters, depth, learning_rate, loss); "
+                             "replaces --preset, --loss and --learning-rate")
     parser.add_argument("--loss", default="bce_dice", choices=sorted(LOSSES))
     parser.add_argument("--epochs", type=int, default=defaults.num_epochs)
     parser.add_argument("--image-size", type=int, default=defaults.image_size)
@@ -174,7 +245,8 @@ def main(argv: list[str] | None = None) -> None:
     config = dataclasses.replace(defaults, num_epochs=args.epochs, image_size=args.image_size,
                                  batch_size=args.batch_size)
     root = Path(args.data) if args.data else data_root().path
-    run = train(root, args.run_dir, config, args.preset, args.loss, args.learning_rate)
+    run = train(root, args.run_dir, config, args.preset, args.loss, args.learning_rate,
+                hyperparameters=args.hyperparameters)
     best = max(run.history.history[MONITOR])
     print(f"{run.device.description}; mixed precision {'on' if run.device.mixed_precision else 'off'}. "
           f"Best {MONITOR} {best:.4f}; model in {Path(args.run_dir) / 'best.keras'}")

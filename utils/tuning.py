@@ -23,8 +23,7 @@ from keras_tuner.engine.trial import TrialStatus
 
 from utils.config import RunConfig, get_config
 from utils.metrics import MONITOR
-from utils.model import build_unet
-from utils.train import compile_model
+from utils.train import HYPERPARAMETERS, model_from_hyperparameters
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -37,11 +36,13 @@ OBJECTIVE = keras_tuner.Objective(MONITOR, direction="max")
 GRID_RESUME_FIXED_IN = (1, 4, 9)
 
 
-def search_space(base_filters: Sequence[int] = (8, 16), learning_rates: Sequence[float] = (1e-3, 3e-3),
-                 depths: Sequence[int] = (3,), losses: Sequence[str] = ("bce_dice",)) -> keras_tuner.HyperParameters:
+def search_space(base_filters: Sequence[int] = (16,), learning_rates: Sequence[float] = (1e-4, 1e-3, 1e-2),
+                 depths: Sequence[int] = (4,), losses: Sequence[str] = ("bce_dice", "focal_dice")
+                 ) -> keras_tuner.HyperParameters:
     """The grid as KerasTuner hyperparameters: Int with a step and Choice, so GridSearch can enumerate every value.
 
-    A dimension given a single value is Fixed. The defaults make a 2 x 2 grid (base filters x learning rate).
+    A dimension given a single value is Fixed. The defaults make a 3 x 2 grid: the learning rate over two orders
+    of magnitude, and the loss, at the widths and depth of the "compact" preset (16 filters doubling over 4 levels).
     """
     hp = keras_tuner.HyperParameters()
     for name, values in (("base_filters", base_filters), ("depth", depths)):
@@ -69,12 +70,8 @@ class UNetHyperModel(keras_tuner.HyperModel):
 
     def build(self, hp: keras_tuner.HyperParameters) -> keras.Model:
         """The compiled U-Net for ``hp``'s base_filters, depth, loss and learning_rate."""
-        base = hp.get("base_filters")
-        depth = hp.get("depth")
-        encoder = tuple(base * 2**level for level in range(depth))
-        model = build_unet("compact", self.image_size, encoder_filters=encoder, bottleneck_filters=base * 2**depth,
-                           decoder_filters=encoder[::-1])
-        return compile_model(model, hp.get("loss"), hp.get("learning_rate"))
+        values = {name: hp.get(name) for name in HYPERPARAMETERS}
+        return model_from_hyperparameters(values, self.image_size)  # what utils.train builds from the same values
 
 
 class ResumableGridSearchOracle(keras_tuner.oracles.GridSearchOracle):
