@@ -69,9 +69,11 @@ TWO_DAY = {
         (8, "1-3", 30),
         ("Lunch", None, 60),
         (9, "1-3", 30),
+        (10, "1-2", 20),
         ("Break", None, 15),
         ("Score the full-mode model on the test split and write a submission (chapter 7, full mode)", None, 30),
-        ("Open lab: Hyperband (chapter 9, exercise 2), the real data (chapter 6), own questions", None, 60),
+        ("Open lab: a worker pool on two machines (chapter 10, exercise 3), the real data (chapter 6), own questions",
+         None, 40),
         ("Wrap-up and questions", None, 20),
     ]],
 }
@@ -271,11 +273,28 @@ def cache_memory_block(result: dict) -> str:
     )
 
 
+def ci_block(result: dict) -> str:
+    """The README's table of CI's steps, from ``ci_timings.json`` (written by ``ci_timings.py``)."""
+    steps = result["steps_seconds"]
+    return (
+        f"`bash .ci/run` on a fresh clone of commit {result['commit']} ({result['machine']}, Python "
+        f"{result['python']}, pip's download cache warm), timed by `benchmarks/ci_timings.py` "
+        "(result file `benchmarks/results/ci_timings.json`):\n\n"
+        "| step | time |\n|---|---|\n"
+        f"| `bash .ci/run`, whole | {duration(result['total_seconds'])} |\n"
+        f"| `make test` (creating `.venv`, lint, unit tests, the book built with each chapter once) | "
+        f"{duration(steps['make-test'])} |\n"
+        f"| `make test-colab` (creating `.venv-colab`, unit tests, every chapter under nbval) | "
+        f"{duration(steps['make-test-colab'])} |\n"
+    )
+
+
 def readme_blocks() -> dict[str, str]:
     """The text of each marked README block, rendered from the result files as they are now."""
     timings = json.loads((RESULTS / "chapter_timings.json").read_text())
     cache = json.loads((RESULTS / "cache_memory.json").read_text())
-    return {"timings": timings_table(timings), "cache-memory": cache_memory_block(cache)}
+    ci = json.loads((RESULTS / "ci_timings.json").read_text())
+    return {"timings": timings_table(timings), "cache-memory": cache_memory_block(cache), "ci": ci_block(ci)}
 
 
 def replace_block(text: str, name: str, content: str) -> str:
