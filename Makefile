@@ -35,11 +35,18 @@ lint: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests
 
-# Unit tests, then the book built from scratch: every notebook executes exactly once, and a failing cell or any
-# warning fails the build (allow_errors: false, --warningiserror); check_book.py then checks the pages.
-test: lint unit
-	rm -rf _build
-	$(BIN)/jupyter-book build . --warningiserror --keep-going || { cat _build/html/reports/*.err.log 2>/dev/null; exit 1; }
+# The linters, then the unit tests and the book built from scratch side by side (the unit tests, about a minute,
+# run while the first, light chapters execute; their output is printed when both are done). Every notebook executes
+# exactly once, and a failing cell or any warning fails the build (allow_errors: false, --warningiserror);
+# check_book.py then checks the pages. Either failing fails `make test`.
+test: lint
+	rm -rf _build && mkdir -p _build
+	$(BIN)/python -m pytest tests > _build/unit-tests.log 2>&1 & unit=$$!; \
+	$(BIN)/jupyter-book build . --warningiserror --keep-going; book=$$?; \
+	wait $$unit; tests=$$?; cat _build/unit-tests.log; \
+	if [ $$book -ne 0 ]; then cat _build/html/reports/*.err.log 2>/dev/null; echo "The book build failed."; fi; \
+	if [ $$tests -ne 0 ]; then echo "The unit tests failed (output above)."; fi; \
+	[ $$book -eq 0 ] && [ $$tests -eq 0 ]
 	$(BIN)/python tests/check_book.py
 	@echo "All tests passed; the book is at $(CURDIR)/_build/html/index.html"
 

@@ -170,6 +170,7 @@ def test_make_test_executes_each_notebook_once():
     makefile = (ROOT / "Makefile").read_text()
     recipe = makefile.split("\ntest:")[1].split("\n\n")[0]
     assert "nbval" not in recipe and recipe.count("jupyter-book build") == 1 and "--warningiserror" in recipe
+    assert "pytest tests" in recipe and "wait $$unit" in recipe  # the unit tests run, and their result counts
 
 
 def test_local_branch_of_the_setup_cell(monkeypatch):
