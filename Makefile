@@ -1,4 +1,5 @@
 # Two commands: `make book` builds the book, `make test` runs every test. Both set up .venv on first use.
+SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
@@ -42,9 +43,10 @@ unit: $(STAMP)
 test: lint
 	rm -rf _build && mkdir -p _build
 	$(BIN)/python -m pytest tests > _build/unit-tests.log 2>&1 & unit=$$!; \
-	$(BIN)/jupyter-book build . --warningiserror --keep-going; book=$$?; \
+	$(BIN)/jupyter-book build . --warningiserror --keep-going 2>&1 | tee _build/book.log; book=$${PIPESTATUS[0]}; \
 	wait $$unit; tests=$$?; cat _build/unit-tests.log; \
-	if [ $$book -ne 0 ]; then cat _build/html/reports/*.err.log 2>/dev/null; echo "The book build failed."; fi; \
+	if [ $$book -ne 0 ]; then find _build/html/reports -name '*.err.log' -exec tail -n 60 {} + 2>/dev/null; \
+	  grep -E 'WARNING|ERROR|Execution Failed' _build/book.log | tail -n 20; echo "The book build failed."; fi; \
 	if [ $$tests -ne 0 ]; then echo "The unit tests failed (output above)."; fi; \
 	[ $$book -eq 0 ] && [ $$tests -eq 0 ]
 	$(BIN)/python tests/check_book.py

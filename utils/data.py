@@ -247,7 +247,9 @@ def make_dataset(
         dataset = dataset.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size).map(to_float, num_parallel_calls=tf.data.AUTOTUNE)
     if training:
-        dataset = dataset.map(augmenter(seed), num_parallel_calls=tf.data.AUTOTUNE)
+        # One call at a time: the layers draw from one random state, and parallel calls would take its draws in
+        # whatever order the threads run, so the same seed would give a different training run each time.
+        dataset = dataset.map(augmenter(seed))
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
