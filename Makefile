@@ -16,10 +16,10 @@ export UNET_BOOK_MODE ?= quick
 
 env: $(STAMP)
 
-$(STAMP): requirements.txt requirements-test.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-test.txt requirements-dev.txt requirements-lock.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -r requirements-dev.txt
+	$(BIN)/python -m pip install -q -r requirements-dev.txt -c requirements-lock.txt
 	touch $@
 
 book: $(STAMP)
@@ -52,10 +52,10 @@ test: lint
 	$(BIN)/python tests/check_book.py
 	@echo "All tests passed; the book is at $(CURDIR)/_build/html/index.html"
 
-$(COLAB_STAMP): requirements-colab.txt requirements-colab-extras.txt requirements-test.txt
+$(COLAB_STAMP): requirements-colab.txt requirements-colab-extras.txt requirements-test.txt requirements-colab-lock.txt
 	test -x $(COLAB_VENV)/bin/python || $(PYTHON) -m venv $(COLAB_VENV)
 	$(COLAB_VENV)/bin/python -m pip install -q --upgrade pip
-	$(COLAB_VENV)/bin/python -m pip install -q -r requirements-colab.txt -r requirements-test.txt
+	$(COLAB_VENV)/bin/python -m pip install -q -r requirements-colab.txt -r requirements-test.txt -c requirements-colab-lock.txt
 	touch $@
 
 # The book on Colab's own stack (requirements-colab.txt, in .venv-colab): the unit tests, then every notebook

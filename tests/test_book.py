@@ -194,6 +194,22 @@ def test_requirements_are_pinned():
     assert "-r requirements-dev.txt" in (ROOT / "environment.yml").read_text()
 
 
+def test_lock_files_hold_every_pin_and_the_makefile_uses_them():
+    makefile = (ROOT / "Makefile").read_text()
+    for lock, pins in (("requirements-lock.txt", ("requirements.txt", "requirements-dev.txt", "requirements-test.txt")),
+                       ("requirements-colab-lock.txt", ("requirements-colab.txt", "requirements-test.txt"))):
+        assert f"-c {lock}" in makefile
+        locked = dict(line.split("==") for line in (ROOT / lock).read_text().splitlines()
+                      if line and not line.startswith("#"))
+        locked = {name.lower().replace("_", "-"): version for name, version in locked.items()}
+        for name in pins:
+            for line in (ROOT / name).read_text().splitlines():
+                line = line.split("#")[0].strip()
+                if line and not line.startswith("-r "):
+                    package, version = line.split("==")
+                    assert locked.get(package.lower().replace("_", "-")) == version, f"{lock} disagrees with {name}: {line}"
+
+
 def test_ci_runs_the_readme_test_command():
     readme = (ROOT / "README.md").read_text()
     assert "make test" in readme and "make book" in readme
