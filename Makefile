@@ -46,7 +46,7 @@ test: lint
 	$(BIN)/jupyter-book build . --warningiserror --keep-going 2>&1 | tee _build/book.log; book=$${PIPESTATUS[0]}; \
 	wait $$unit; tests=$$?; cat _build/unit-tests.log; \
 	if [ $$book -ne 0 ]; then find _build/html/reports -name '*.err.log' -exec tail -n 60 {} + 2>/dev/null; \
-	  grep -E 'WARNING|ERROR|Execution Failed' _build/book.log | tail -n 20; echo "The book build failed."; fi; \
+	  grep -E ': (WARNING|ERROR|CRITICAL):|Execution Failed' _build/book.log | tail -n 20; echo "The book build failed."; fi; \
 	if [ $$tests -ne 0 ]; then echo "The unit tests failed (output above)."; fi; \
 	[ $$book -eq 0 ] && [ $$tests -eq 0 ]
 	$(BIN)/python tests/check_book.py
