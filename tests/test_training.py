@@ -228,3 +228,14 @@ def test_a_bad_hyperparameter_file_names_the_file_and_the_value(tmp_path, conten
     with pytest.raises(ValueError, match=message) as error:
         train.read_hyperparameters(path)
     assert str(path) in str(error.value)
+
+
+def test_checkpoint_early_stopping_and_schedule_follow_the_validation_loss(tmp_path):
+    # The score at threshold 0.5 rewards a model that predicts nothing on a mostly empty validation split; the
+    # checkpoint must not be chosen by it (chapter 7).
+    from utils.train import make_callbacks
+
+    callbacks = {type(c).__name__: c for c in make_callbacks(tmp_path, summary=False)}
+    for name in ("ModelCheckpoint", "EarlyStopping", "ReduceLROnPlateau"):
+        assert callbacks[name].monitor == "val_loss", name
+    assert callbacks["ModelCheckpoint"].save_best_only and callbacks["ModelCheckpoint"].mode == "min"

@@ -79,11 +79,13 @@ class EpochSummary(keras.callbacks.Callback):
 
 
 def make_callbacks(run_dir: str | Path, patience: int = 8, summary: bool = True) -> list:
-    """Best checkpoint by the validation score, early stopping, LR on plateau, CSV + TensorBoard logs, backup.
+    """Best checkpoint by the validation loss, early stopping, LR on plateau, CSV + TensorBoard logs, backup.
 
-    Early stopping watches the validation loss, which falls steadily, rather than the score, which jumps: early in
-    training a model that predicts nothing scores the all-empty baseline, and stopping on the score could end a
-    run before the model has overtaken that baseline. The checkpoint keeps the epoch with the best score.
+    All three watch the validation loss, which falls steadily, rather than the score at threshold 0.5, which
+    jumps: early in training a model that predicts nothing scores the all-empty baseline, which on a validation
+    split with few positive images is higher than any model with a few stray pixels. A checkpoint chosen by that
+    score can be the useless empty model; the loss does not reward predicting nothing. The threshold and minimum
+    areas are tuned on validation after training (``utils.evaluate``), and the score is read after them.
 
     ``BackupAndRestore`` keeps ``run_dir/backup``: if a run is interrupted, the same call resumes it at the
     epoch it reached, with the model's and optimizer's state. The CSV log appends, so it covers both parts.
@@ -92,7 +94,7 @@ def make_callbacks(run_dir: str | Path, patience: int = 8, summary: bool = True)
     run_dir.mkdir(parents=True, exist_ok=True)
     callbacks = [
         keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
-        keras.callbacks.ModelCheckpoint(str(run_dir / "best.keras"), monitor=MONITOR, mode="max", save_best_only=True),
+        keras.callbacks.ModelCheckpoint(str(run_dir / "best.keras"), monitor="val_loss", mode="min", save_best_only=True),
         keras.callbacks.EarlyStopping(monitor="val_loss", mode="min", patience=patience),
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=3, min_lr=1e-5),
         keras.callbacks.CSVLogger(str(run_dir / "log.csv"), append=True),
@@ -198,7 +200,7 @@ def train(
 
     ``hyperparameters`` (a dict or a file from ``write_hyperparameters``), when given, replaces ``preset``,
     ``loss`` and ``learning_rate`` with a searched configuration. An interrupted run resumes where it stopped
-    when called again with the same ``run_dir`` (see ``make_callbacks``). The best model by the validation score
+    when called again with the same ``run_dir`` (see ``make_callbacks``). The best model by the validation loss
     is ``run_dir/best.keras``.
     """
     if isinstance(hyperparameters, (str, Path)):
