@@ -6,8 +6,8 @@ Both arms are ``utils.train.train`` runs with the same data, sizes, loss and sch
 sample unless ``$SIIM_DATA_DIR`` holds the real data); the only difference is ``context=True`` on the "compact"
 preset (a context block on the bottleneck, chapter 4). A seed sets the data split, the augmentation and the
 initial weights, and is the same for both arms, so each seed gives a paired comparison. Each run's best
-checkpoint (by the validation score) is scored on the test split: the competition score (threshold 0.5, no
-post-processing) and the Dice on positive images.
+checkpoint (by the validation loss, as in chapter 7) is scored on the test split: the competition score
+(threshold 0.5, no post-processing) and the Dice on positive images.
 
 The difference of the means "exceeds the seed spread" when it is larger than the larger of the two arms'
 standard deviations over seeds (sample standard deviation) *and* all paired differences have the same sign.
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> None:
     table = [
         f"The compact U-Net with and without a context block on the bottleneck, {len(args.seeds)} seeds each "
         f"(paired: a seed fixes split, augmentation and initial weights for both); quick mode ({config.image_size} "
-        f"px, at most {epochs} epochs, best checkpoint by validation score); {description}"
+        f"px, at most {epochs} epochs, best checkpoint by validation loss); {description}"
         + (f" (sample version {version})" if version else "")
         + f"; scored on the test split ({first['test_positive']} positive of {first['test_images']} images for seed "
         f"{first['seed']}), threshold 0.5, no post-processing. Mean +- sample standard deviation over seeds.",

@@ -207,7 +207,8 @@ def test_lock_files_hold_every_pin_and_the_makefile_uses_them():
                 line = line.split("#")[0].strip()
                 if line and not line.startswith("-r "):
                     package, version = line.split("==")
-                    assert locked.get(package.lower().replace("_", "-")) == version, f"{lock} disagrees with {name}: {line}"
+                    found = locked.get(package.lower().replace("_", "-"))
+                    assert found == version, f"{lock} disagrees with {name}: {line}"
 
 
 def test_ci_runs_the_readme_test_command():

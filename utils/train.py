@@ -94,7 +94,8 @@ def make_callbacks(run_dir: str | Path, patience: int = 8, summary: bool = True)
     run_dir.mkdir(parents=True, exist_ok=True)
     callbacks = [
         keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
-        keras.callbacks.ModelCheckpoint(str(run_dir / "best.keras"), monitor="val_loss", mode="min", save_best_only=True),
+        keras.callbacks.ModelCheckpoint(str(run_dir / "best.keras"), monitor="val_loss", mode="min",
+                                        save_best_only=True),
         keras.callbacks.EarlyStopping(monitor="val_loss", mode="min", patience=patience),
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=3, min_lr=1e-5),
         keras.callbacks.CSVLogger(str(run_dir / "log.csv"), append=True),
