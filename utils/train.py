@@ -250,9 +250,12 @@ def main(argv: list[str] | None = None) -> None:
     root = Path(args.data) if args.data else data_root().path
     run = train(root, args.run_dir, config, args.preset, args.loss, args.learning_rate,
                 hyperparameters=args.hyperparameters)
-    best = max(run.history.history[MONITOR])
+    history = run.history.history
+    chosen = min(range(len(history["val_loss"])), key=history["val_loss"].__getitem__)  # best.keras's epoch
     print(f"{run.device.description}; mixed precision {'on' if run.device.mixed_precision else 'off'}. "
-          f"Best {MONITOR} {best:.4f}; model in {Path(args.run_dir) / 'best.keras'}")
+          f"Best {MONITOR} of any epoch {max(history[MONITOR]):.4f}. Model of epoch {chosen + 1} "
+          f"(lowest val_loss {history['val_loss'][chosen]:.4f}, {MONITOR} {history[MONITOR][chosen]:.4f}) "
+          f"in {Path(args.run_dir) / 'best.keras'}")
 
 
 if __name__ == "__main__":
