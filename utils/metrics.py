@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 PACKAGE = "unet_book"  # the registration package: a saved .keras model names its losses and metrics with it
 COMPETITION_SCORE = "competition_score"
-MONITOR = f"val_{COMPETITION_SCORE}"  # what checkpoints and the hyperparameter search maximise
+MONITOR = f"val_{COMPETITION_SCORE}"  # what the hyperparameter search maximises (checkpoints follow val_loss)
 Masks: TypeAlias = "tf.Tensor | np.ndarray"  # (batch, height, width[, 1]) masks or probabilities, as tensors or arrays
 
 
