@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import atexit
+import hashlib
 import os
 import shutil
 import tempfile
@@ -119,29 +120,46 @@ def unlabelled_images(root: str | Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["image_id", "path"])
 
 
+SPLIT_FOLDS = 20  # split_index's unit: 1/20 of the patients, so each fraction is honoured to 2.5 points
+
+
 def split_index(index: pd.DataFrame, validation_fraction: float = 0.15, test_fraction: float = 0.15,
                 seed: int = 42) -> pd.DataFrame:
     """Add a ``split`` column (train/validation/test): stratified by has_pneumothorax, grouped by patient_id.
 
-    No patient appears in two splits; the same seed gives the same split. Uses scikit-learn's
-    StratifiedGroupKFold twice: first the test split off everything, then the validation split off the rest.
+    No patient appears in two splits; the same seed gives the same split. scikit-learn's StratifiedGroupKFold
+    cuts the patients into 20 folds of about 5 % each (fewer folds when there are fewer than 20 patients); the
+    test split takes ``round(20 * test_fraction)`` of them, the validation split the next
+    ``round(20 * validation_fraction)``, so each share is within about 2.5 points of the fraction asked for.
+    A ValueError says which rows lack a patient_id, or which fractions cannot be honoured.
     """
     from sklearn.model_selection import StratifiedGroupKFold
 
     for name, fraction in (("validation_fraction", validation_fraction), ("test_fraction", test_fraction)):
-        if not 0 < fraction < 0.5:
-            raise ValueError(f"{name}={fraction} must be between 0 and 0.5")
-
-    def hold_out(frame: pd.DataFrame, fraction: float) -> np.ndarray:
-        folds = StratifiedGroupKFold(n_splits=round(1 / fraction), shuffle=True, random_state=seed)
-        _, held = next(folds.split(frame, frame["has_pneumothorax"], groups=frame["patient_id"]))
-        return frame.index[held].to_numpy()
-
+        if not 0 < fraction < 1:
+            raise ValueError(f"{name}={fraction} must be between 0 and 1")
+    if validation_fraction + test_fraction >= 1:
+        raise ValueError(f"validation_fraction + test_fraction = {validation_fraction + test_fraction:g} leaves "
+                         "nothing to train on; choose fractions that add up to less than 1 (for example 0.15, 0.15)")
+    missing = index["patient_id"].isna() | (index["patient_id"].astype(str).str.strip() == "")
+    if missing.any():
+        ids = index.loc[missing, "image_id"].tolist() if "image_id" in index else index.index[missing].tolist()
+        raise ValueError(f"{missing.sum()} row(s) have no patient_id, so they cannot be kept to one split: "
+                         f"{ids[:5]}{' ...' if len(ids) > 5 else ''}. Fill in PatientID or drop those rows.")
+    groups = index["patient_id"].astype(str).to_numpy()
+    folds = min(SPLIT_FOLDS, len(set(groups)))
+    test_folds, validation_folds = round(folds * test_fraction), round(folds * validation_fraction)
+    if test_folds < 1 or validation_folds < 1 or test_folds + validation_folds >= folds:
+        raise ValueError(f"{len(set(groups))} patients cannot be split into validation_fraction={validation_fraction}"
+                         f" and test_fraction={test_fraction} with patients kept apart (units of 1/{folds}); "
+                         "use more images or other fractions")
+    fold_of = np.empty(len(index), dtype=int)
+    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    for fold, (_, held) in enumerate(splitter.split(index, index["has_pneumothorax"], groups=groups)):
+        fold_of[held] = fold
     result = index.copy()
-    result["split"] = "train"
-    result.loc[hold_out(result, test_fraction), "split"] = "test"
-    rest = result[result["split"] == "train"]
-    result.loc[hold_out(rest, validation_fraction / (1 - test_fraction)), "split"] = "validation"
+    result["split"] = np.where(fold_of < test_folds, "test",
+                               np.where(fold_of < test_folds + validation_folds, "validation", "train"))
     return result
 
 
@@ -160,22 +178,37 @@ def cache_bytes_per_example(image_size: int) -> int:
     return 2 * image_size * image_size
 
 
-def cache_location(num_examples: int, image_size: int, cache: bool | str | Path = True) -> str | None:
+def cache_location(num_examples: int, image_size: int, cache: bool | str | Path = True,
+                   key: str = "") -> str | None:
     """Where ``make_dataset`` caches: None (no cache), ``""`` (memory) or a file prefix (disk).
 
     ``cache=True`` chooses by size: in memory while the set takes at most ``MEMORY_CACHE_LIMIT`` bytes (2 GiB,
     about 4,000 examples at 512 px), otherwise in a new temporary folder (under ``$UNET_BOOK_CACHE_DIR`` if set),
-    removed when Python exits. A path caches in that file, which later runs reuse.
+    removed when Python exits. A path caches in a file named from it, ``key`` (what the data holds) and the
+    image size, so a later run reuses it only when it would cache exactly the same examples.
     """
     if cache is False or cache is None:
         return None
     if cache is not True:
-        return str(cache)
+        return f"{cache}-{image_size}px-{key}" if key else f"{cache}-{image_size}px"
     if num_examples * cache_bytes_per_example(image_size) <= MEMORY_CACHE_LIMIT:
         return ""
     folder = tempfile.mkdtemp(prefix="unet-cache-", dir=os.environ.get("UNET_BOOK_CACHE_DIR"))
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
     return str(Path(folder) / "cache")
+
+
+def examples_key(paths: list[str], rle_text: list[str]) -> str:
+    """A short hash of what a cache would hold: each file's path, size and modification time, and its masks."""
+    digest = hashlib.sha256()
+    for path, text in zip(paths, rle_text, strict=True):
+        try:
+            status = os.stat(path)
+            stamp = f"{status.st_size}:{status.st_mtime_ns}"
+        except OSError:
+            stamp = "missing"
+        digest.update(f"{path}\0{stamp}\0{text}\n".encode())
+    return digest.hexdigest()[:16]
 
 
 def make_dataset(
@@ -185,14 +218,21 @@ def make_dataset(
     training: bool = False,
     cache: bool | str | Path = True,
     seed: int = 42,
+    epoch: tf.Variable | int | None = None,
 ) -> tf.data.Dataset:
     """A tf.data pipeline of (image, mask) batches, each (batch, image_size, image_size, 1) float32.
 
-    decode (pydicom, in parallel) -> resize (bilinear for the image, nearest for the mask, so labels stay 0/1)
-    -> uint8 -> cache (in memory, or in a file for a large set, see ``cache_location``: later epochs skip DICOM
-    decoding) -> for training: shuffle -> batch -> float32 (image / 255, mask 0/1) -> for training: augment
-    image and mask together -> prefetch. The cache holds uint8, a quarter of float32: 0.5 MiB per example at
-    512 px.
+    read (header and JPEG bytes, or pydicom's pixels, in parallel) -> decode and resize in TensorFlow (bilinear
+    for the image; the mask by area, then >= 0.5, so thin masks survive and labels stay 0/1) -> uint8 -> cache (in
+    memory, or in a file for a large set, see ``cache_location``: later epochs skip DICOM decoding) -> for
+    training: shuffle -> batch -> float32 (image / 255, mask 0/1) -> for training: augment image and mask together
+    -> prefetch. The cache holds uint8, a quarter of float32: 0.5 MiB per example at 512 px.
+
+    For training, the order and the augmentation of a pass are a function of ``seed`` and the pass's epoch
+    number alone, so a run resumed at epoch 5 sees what an uninterrupted run sees at epoch 5. ``epoch`` says
+    which epoch a pass is: a ``tf.Variable`` that a callback sets at the start of each epoch (``train`` does this,
+    see ``utils.train.make_callbacks``), a fixed number, or None: then the k-th pass over this dataset object is
+    epoch k.
     """
     import tensorflow as tf
 
@@ -232,50 +272,76 @@ def make_dataset(
         low, high = tf.reduce_min(image), tf.reduce_max(image)
         image = tf.where(high > low, (image - low) / tf.maximum(high - low, 1e-6), tf.zeros_like(image))
         image = tf.cast(tf.round(image * 255.0), tf.uint8)
-        return image, tf.image.resize(mask, size, "nearest")
+        # A pixel of the small mask is foreground when at least half of the full-size pixels it covers are:
+        # nearest-neighbour sampling would keep one pixel in ~11 per side at 96 px and can lose a thin crescent.
+        covered = tf.image.resize(tf.cast(mask, tf.float32), size, "area")
+        return image, tf.cast(covered >= 0.5, tf.uint8)
 
     def to_float(images, masks):
         return tf.cast(images, tf.float32) / 255.0, tf.cast(masks, tf.float32)
 
     dataset = tf.data.Dataset.from_tensor_slices((paths, rle_text))
     dataset = dataset.map(read, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    location = cache_location(len(paths), image_size, cache)
+    location = cache_location(len(paths), image_size, cache, key=examples_key(paths, rle_text))
     if location is not None:
         dataset = dataset.cache(location)
-    if training:
-        buffer = min(len(paths), max(1, SHUFFLE_BUFFER_LIMIT // cache_bytes_per_example(image_size)))
-        dataset = dataset.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size).map(to_float, num_parallel_calls=tf.data.AUTOTUNE)
-    if training:
-        # One call at a time: the layers draw from one random state, and parallel calls would take its draws in
-        # whatever order the threads run, so the same seed would give a different training run each time.
-        dataset = dataset.map(augmenter(seed))
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    if not training:
+        dataset = dataset.batch(batch_size).map(to_float, num_parallel_calls=tf.data.AUTOTUNE)
+        return dataset.prefetch(tf.data.AUTOTUNE)
+
+    buffer = min(len(paths), max(1, SHUFFLE_BUFFER_LIMIT // cache_bytes_per_example(image_size)))
+    augment = augmenter(seed)
+
+    def one_epoch(number):
+        # A new shuffle per epoch, seeded by (seed, epoch); then batch, and augment batch i of this epoch with
+        # draws seeded by (seed, epoch, i). One augmentation call at a time: each sets the random state it draws.
+        order = dataset.shuffle(buffer, seed=seed * 1_000_003 + number, reshuffle_each_iteration=False)
+        batches = order.batch(batch_size).map(to_float, num_parallel_calls=tf.data.AUTOTUNE).enumerate()
+        return batches.map(lambda i, batch: augment(*batch, epoch=number, batch_number=i))
+
+    if epoch is None:
+        passes = tf.Variable(-1, dtype=tf.int64, trainable=False)
+        current = tf.data.Dataset.from_tensors(0).map(lambda _: passes.assign_add(1))
+    elif isinstance(epoch, tf.Variable):
+        current = tf.data.Dataset.from_tensors(0).map(lambda _: tf.cast(epoch.read_value(), tf.int64))
+    else:
+        current = tf.data.Dataset.from_tensors(tf.constant(int(epoch), tf.int64))
+    return current.flat_map(one_epoch).prefetch(tf.data.AUTOTUNE)
 
 
-def augmenter(seed: int = 42) -> Callable[[tf.Tensor, tf.Tensor], tuple[tf.Tensor, tf.Tensor]]:
+def augmenter(seed: int = 42) -> Callable[..., tuple[tf.Tensor, tf.Tensor]]:
     """Keras preprocessing layers applied to image and mask together (geometric) or to the image alone.
 
     Keras 3 layers accept {"images", "segmentation_masks"}: the same random flip, shift and rotation move both;
     brightness and contrast change only the image. Keras 3.15 samples masks nearest-neighbour, but 3.13 (Colab's)
     interpolates them, so the masks are thresholded at 0.5 afterwards: they are 0/1 on every Keras version.
+
+    Each layer has a seed of its own. Given one seed, every layer would start from the same random state and draw
+    the same number per image, so one number would decide the flip, the shift, the angle, the brightness and the
+    contrast together. The returned ``augment(images, masks, epoch, batch_number)`` sets each layer's state from
+    (its seed, epoch, batch_number) before it draws, so a batch's augmentation does not depend on what ran before.
+    Contrast is given as ``(0.1, 0.1)``: a single 0.1 means factors in [1.0, 1.1] only, never lower contrast.
     """
     import keras
     import tensorflow as tf
 
-    layers = keras.Sequential(
-        [
-            keras.layers.RandomFlip("horizontal", seed=seed),
-            keras.layers.RandomTranslation(0.05, 0.05, fill_mode="constant", seed=seed),
-            keras.layers.RandomRotation(0.03, fill_mode="constant", seed=seed),
-            keras.layers.RandomBrightness(0.1, value_range=(0.0, 1.0), seed=seed),
-            keras.layers.RandomContrast(0.1, seed=seed),
-        ],
-        name="augment",
-    )
+    layers = [
+        keras.layers.RandomFlip("horizontal", seed=seed),
+        keras.layers.RandomTranslation(0.05, 0.05, fill_mode="constant", seed=seed + 1),
+        keras.layers.RandomRotation(0.03, fill_mode="constant", seed=seed + 2),
+        keras.layers.RandomBrightness(0.1, value_range=(0.0, 1.0), seed=seed + 3),
+        keras.layers.RandomContrast((0.1, 0.1), seed=seed + 4),
+    ]
+    pipeline = keras.Sequential(layers, name="augment")
 
-    def augment(images, masks):
-        out = layers({"images": images, "segmentation_masks": masks}, training=True)
+    def augment(images, masks, epoch=0, batch_number=0):
+        # The draws of batch `batch_number` in `epoch` start at counter (epoch * 2**20 + batch_number) * 16: a
+        # layer draws at most a few numbers per batch, and an epoch has fewer than 2**20 batches.
+        counter = (tf.cast(epoch, tf.int64) * 2**20 + tf.cast(batch_number, tf.int64)) * 16
+        for offset, layer in enumerate(layers):
+            state = layer.generator.state
+            state.assign(tf.cast(tf.stack([tf.constant(seed + offset, tf.int64), counter]), state.dtype))
+        out = pipeline({"images": images, "segmentation_masks": masks}, training=True)
         binary_masks = tf.cast(out["segmentation_masks"] > 0.5, masks.dtype)
         return tf.clip_by_value(out["images"], 0.0, 1.0), binary_masks
 

@@ -78,30 +78,92 @@ class EpochSummary(keras.callbacks.Callback):
         print(f"epoch {epoch + 1:3d}/{self.params['epochs']}  {values}  lr {rate:.1e}  {seconds:.1f} s", flush=True)
 
 
-def make_callbacks(run_dir: str | Path, patience: int = 8, summary: bool = True) -> list:
+class ResumeState(keras.callbacks.Callback):
+    """Makes a resumed ``fit`` continue exactly as the uninterrupted run would have.
+
+    ``BackupAndRestore`` restores the weights, the optimizer and the epoch, and nothing else. At the end of every
+    epoch this callback writes the state of the other callbacks (the checkpoint's best value, early stopping's
+    and the schedule's patience counters) to ``run_dir/backup/callbacks.json``, before the backup is written. At
+    the first epoch of a call it learns where ``fit`` starts, restores that state, and cuts ``log.csv`` back to
+    the epochs before it, so every epoch is logged once. It also sets ``epoch`` (a ``tf.Variable``) at the start
+    of each epoch, from which the training pipeline draws that epoch's order and augmentation
+    (``utils.data.make_dataset``). It must come after the callbacks it saves and before ``BackupAndRestore``.
+    """
+
+    FIELDS = ("best", "wait", "cooldown_counter", "best_epoch", "stopped_epoch")
+
+    def __init__(self, run_dir: str | Path, callbacks: list, epoch: tf.Variable | None = None):
+        super().__init__()
+        self.run_dir, self.saved, self.epoch = Path(run_dir), callbacks, epoch
+        self.path = self.run_dir / "backup" / "callbacks.json"
+
+    def on_train_begin(self, logs=None):
+        self.first = True
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.epoch is not None:
+            self.epoch.assign(epoch)
+        if not self.first:
+            return
+        self.first = False
+        states = json.loads(self.path.read_text()) if self.path.exists() else {}
+        if epoch > 0:
+            if str(epoch - 1) not in states:
+                raise ValueError(f"{self.run_dir}/backup resumes at epoch {epoch + 1}, but {self.path} has no state "
+                                 "for the epoch before it; delete the run folder to start the run again")
+            for callback, fields in zip(self.saved, states[str(epoch - 1)], strict=True):
+                for name, value in fields.items():
+                    setattr(callback, name, value)
+        self.states = {k: v for k, v in states.items() if int(k) < epoch}
+        log = self.run_dir / "log.csv"
+        if log.exists() and log.stat().st_size:
+            lines = log.read_text().splitlines(keepends=True)
+            kept = [line for line in lines[1:] if line.strip() and int(line.split(",", 1)[0]) < epoch]
+            log.write_text("".join(lines[:1] + kept))  # the header stays: CSVLogger has already looked for it
+
+    def on_epoch_end(self, epoch, logs=None):
+        def plain(value):
+            return float(value) if value is not None and not isinstance(value, int) else value
+
+        self.states[str(epoch)] = [{name: plain(getattr(callback, name)) for name in self.FIELDS
+                                    if hasattr(callback, name)} for callback in self.saved]
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.path.with_suffix(".partial")
+        partial.write_text(json.dumps(self.states))
+        partial.replace(self.path)  # atomic: a kill leaves the old file or the new one
+
+
+def make_callbacks(run_dir: str | Path, patience: int = 8, summary: bool = True,
+                   epoch: tf.Variable | None = None) -> list:
     """Best checkpoint by the validation loss, early stopping, LR on plateau, CSV + TensorBoard logs, backup.
 
-    All three watch the validation loss, which falls steadily, rather than the score at threshold 0.5, which
-    jumps: early in training a model that predicts nothing scores the all-empty baseline, which on a validation
-    split with few positive images is higher than any model with a few stray pixels. A checkpoint chosen by that
-    score can be the useless empty model; the loss does not reward predicting nothing. The threshold and minimum
-    areas are tuned on validation after training (``utils.evaluate``), and the score is read after them.
-
-    ``BackupAndRestore`` keeps ``run_dir/backup``: if a run is interrupted, the same call resumes it at the
-    epoch it reached, with the model's and optimizer's state. The CSV log appends, so it covers both parts.
+    All three watch the validation loss (see the training chapter for why not the score). ``BackupAndRestore``
+    keeps ``run_dir/backup``: if a run is interrupted, even killed, the same call resumes it at the epoch it
+    reached, and ``ResumeState`` makes the rest of the run what it would have been: the checkpoint, early
+    stopping and the schedule keep their state, ``log.csv`` holds each epoch once, and ``epoch`` (give the one
+    the training pipeline was built with) makes each epoch's data a function of the seed and the epoch number.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint = keras.callbacks.ModelCheckpoint(str(run_dir / "best.keras"), monitor="val_loss", mode="min",
+                                                 save_best_only=True)
+    stopping = keras.callbacks.EarlyStopping(monitor="val_loss", mode="min", patience=patience)
+    schedule = keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=3, min_lr=1e-5)
     callbacks = [
-        keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
-        keras.callbacks.ModelCheckpoint(str(run_dir / "best.keras"), monitor="val_loss", mode="min",
-                                        save_best_only=True),
-        keras.callbacks.EarlyStopping(monitor="val_loss", mode="min", patience=patience),
-        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=3, min_lr=1e-5),
+        checkpoint, stopping, schedule,
         keras.callbacks.CSVLogger(str(run_dir / "log.csv"), append=True),
         keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), histogram_freq=0, write_graph=False),
+        *([EpochSummary()] if summary else []),
+        ResumeState(run_dir, [checkpoint, stopping, schedule], epoch),
+        # Last: the epoch is saved once all else is written; a copy of the one before survives a kill mid-save.
+        keras.callbacks.BackupAndRestore(str(run_dir / "backup"), double_checkpoint=True),
     ]
-    return callbacks + ([EpochSummary()] if summary else [])
+    return callbacks
+
+
+def best_epoch(log: pd.DataFrame) -> pd.Series:
+    """The row of ``log`` (a run's ``log.csv``) with the lowest validation loss: the epoch ``best.keras`` holds."""
+    return log.loc[log["val_loss"].idxmin()]
 
 
 def compile_model(model: keras.Model, loss: str = "bce_dice", learning_rate: float = 1e-3,
@@ -173,8 +235,12 @@ def model_from_hyperparameters(values: dict, image_size: int, jit_compile: bool 
     return compile_model(model, values["loss"], values["learning_rate"], jit_compile)
 
 
-def prepare_data(root: str | Path, config: RunConfig) -> tuple[pd.DataFrame, tf.data.Dataset, tf.data.Dataset]:
-    """Index, patient-grouped split, and the training and validation pipelines for ``config``'s sizes."""
+def prepare_data(root: str | Path, config: RunConfig, epoch: tf.Variable | None = None
+                 ) -> tuple[pd.DataFrame, tf.data.Dataset, tf.data.Dataset]:
+    """Index, patient-grouped split, and the training and validation pipelines for ``config``'s sizes.
+
+    ``epoch``: the variable that tells the training pipeline which epoch it is (see ``make_dataset``).
+    """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         index = load_index(root)
@@ -182,7 +248,7 @@ def prepare_data(root: str | Path, config: RunConfig) -> tuple[pd.DataFrame, tf.
         index = index.sample(n=config.num_samples, random_state=config.seed)
     splits = split_index(index, seed=config.seed)
     train = make_dataset(splits[splits["split"] == "train"], config.image_size, config.batch_size, training=True,
-                         seed=config.seed)
+                         seed=config.seed, epoch=epoch)
     validation = make_dataset(splits[splits["split"] == "validation"], config.image_size, config.batch_size)
     return splits, train, validation
 
@@ -201,8 +267,9 @@ def train(
 
     ``hyperparameters`` (a dict or a file from ``write_hyperparameters``), when given, replaces ``preset``,
     ``loss`` and ``learning_rate`` with a searched configuration. An interrupted run resumes where it stopped
-    when called again with the same ``run_dir`` (see ``make_callbacks``). The best model by the validation loss
-    is ``run_dir/best.keras``.
+    when called again with the same ``run_dir``, and continues as the uninterrupted run would have (see
+    ``make_callbacks``). The model of the epoch with the lowest validation loss is ``run_dir/best.keras``; the
+    whole run's log is ``run_dir/log.csv``. Called again on a finished run, it trains the run again from scratch.
     """
     if isinstance(hyperparameters, (str, Path)):
         hyperparameters = read_hyperparameters(hyperparameters)
@@ -211,7 +278,8 @@ def train(
     config = config or get_config()
     keras.utils.set_random_seed(config.seed)
     device = configure_device()
-    splits, train_data, validation_data = prepare_data(root, config)
+    epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+    splits, train_data, validation_data = prepare_data(root, config, epoch)
     if hyperparameters:
         model = model_from_hyperparameters(hyperparameters, config.image_size, device.jit_compile)
     else:
@@ -220,7 +288,7 @@ def train(
         train_data,
         validation_data=validation_data,
         epochs=config.num_epochs,
-        callbacks=make_callbacks(run_dir) + list(extra_callbacks or []),
+        callbacks=make_callbacks(run_dir, epoch=epoch) + list(extra_callbacks or []),
         shuffle=False,  # the tf.data pipeline shuffles; fit cannot shuffle a Dataset
         verbose=0,
     )
@@ -250,12 +318,11 @@ def main(argv: list[str] | None = None) -> None:
     root = Path(args.data) if args.data else data_root().path
     run = train(root, args.run_dir, config, args.preset, args.loss, args.learning_rate,
                 hyperparameters=args.hyperparameters)
-    history = run.history.history
-    chosen = min(range(len(history["val_loss"])), key=history["val_loss"].__getitem__)  # best.keras's epoch
+    log = pd.read_csv(Path(args.run_dir) / "log.csv")  # the whole run, also when this call resumed it
+    chosen = best_epoch(log)
     print(f"{run.device.description}; mixed precision {'on' if run.device.mixed_precision else 'off'}. "
-          f"Best {MONITOR} of any epoch {max(history[MONITOR]):.4f}. Model of epoch {chosen + 1} "
-          f"(lowest val_loss {history['val_loss'][chosen]:.4f}, {MONITOR} {history[MONITOR][chosen]:.4f}) "
-          f"in {Path(args.run_dir) / 'best.keras'}")
+          f"{len(log)} epochs. Model of epoch {int(chosen['epoch']) + 1} (lowest val_loss {chosen['val_loss']:.4f}, "
+          f"{MONITOR} {chosen[MONITOR]:.4f}) in {Path(args.run_dir) / 'best.keras'}")
 
 
 if __name__ == "__main__":
