@@ -21,7 +21,9 @@ if TYPE_CHECKING:
 
 PACKAGE = "unet_book"  # the registration package: a saved .keras model names its losses and metrics with it
 COMPETITION_SCORE = "competition_score"
-MONITOR = f"val_{COMPETITION_SCORE}"  # what the hyperparameter search maximises (checkpoints follow val_loss)
+MONITOR = f"val_{COMPETITION_SCORE}"  # the validation score as logged; runs are chosen by val_loss (RULE)
+RULE = "val_loss"  # how good a run is: its lowest validation loss; the checkpoint, the search and the benchmarks
+PREDICTED_POSITIVE = "predicted_positive"
 Masks: TypeAlias = "tf.Tensor | np.ndarray"  # (batch, height, width[, 1]) masks or probabilities, as tensors or arrays
 
 
@@ -106,6 +108,41 @@ class PositiveDice(keras.metrics.Metric):
         return {"name": self.name, "threshold": self.threshold, "dtype": self.dtype}
 
 
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class PredictedPositive(keras.metrics.MeanMetricWrapper):
+    """The share of images the model calls positive: any pixel above ``threshold``, at least ``min_predicted_area``
+    in total. Read against the true share: 0 is a model that predicts nothing, near 1 one that marks every image."""
+
+    def __init__(self, name: str = PREDICTED_POSITIVE, threshold: float = 0.5, min_predicted_area: int = 0,
+                 dtype: str | None = None):
+        super().__init__(_predicted_positive, name=name, dtype=dtype, threshold=threshold,
+                         min_predicted_area=min_predicted_area)
+        self.threshold, self.min_predicted_area = threshold, min_predicted_area
+
+    def get_config(self) -> dict:
+        return {"name": self.name, "threshold": self.threshold, "min_predicted_area": self.min_predicted_area,
+                "dtype": self.dtype}
+
+
+def _predicted_positive(y_true: Masks, y_pred: Masks, threshold: float = 0.5, min_predicted_area: int = 0):
+    predicted = ops.cast(ops.cast(y_pred, "float32") > threshold, "float32")
+    area = ops.sum(predicted, axis=tuple(range(1, len(predicted.shape))))
+    return ops.cast((area > 0) & (area >= min_predicted_area), "float32")
+
+
+def failure_mode(predicted_positive: float, nearly_all: float = 0.9) -> str:
+    """"predicts nothing", "marks nearly every image" or "": the two ways a run can look good by the score alone.
+
+    ``predicted_positive`` is a run's ``val_predicted_positive`` at its chosen epoch. A model that predicts
+    nothing scores the all-empty baseline; one that marks (nearly) every image fails on every empty one.
+    """
+    if predicted_positive == 0:
+        return "predicts nothing"
+    if predicted_positive >= nearly_all:
+        return "marks nearly every image"
+    return ""
+
+
 def default_min_predicted_area(image_size: int) -> int:
     """0.2% of the image's pixels: 18 at 96x96, 524 at 512x512, about 2,100 at 1024x1024."""
     return round(0.002 * image_size**2)
@@ -116,5 +153,6 @@ def metrics(min_predicted_area: int = 0) -> list[keras.metrics.Metric]:
     return [
         CompetitionScore(min_predicted_area=min_predicted_area),
         PositiveDice(),
+        PredictedPositive(min_predicted_area=min_predicted_area),
         keras.metrics.BinaryIoU(target_class_ids=[1], threshold=0.5, name="iou"),
     ]
