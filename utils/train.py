@@ -23,7 +23,7 @@ import tensorflow as tf
 from utils.config import RunConfig, get_config
 from utils.data import load_index, make_dataset, split_index
 from utils.losses import LOSSES
-from utils.metrics import MONITOR, default_min_predicted_area, metrics
+from utils.metrics import MONITOR, PREDICTED_POSITIVE, RULE, default_min_predicted_area, failure_mode, metrics
 from utils.model import PRESETS, build_unet
 
 
@@ -161,9 +161,23 @@ def make_callbacks(run_dir: str | Path, patience: int = 8, summary: bool = True,
     return callbacks
 
 
-def best_epoch(log: pd.DataFrame) -> pd.Series:
-    """The row of ``log`` (a run's ``log.csv``) with the lowest validation loss: the epoch ``best.keras`` holds."""
-    return log.loc[log["val_loss"].idxmin()]
+def chosen_epoch(history: dict | pd.DataFrame) -> dict:
+    """The book's one rule for "how good is this run": the epoch with the lowest validation loss, and its scores.
+
+    That is the epoch ``best.keras`` holds, so the search, the benchmarks and the chapters judge a run by the
+    model the run keeps. ``history`` is ``History.history`` or a run's ``log.csv`` as a DataFrame. Returns the
+    epoch (0-based), its val_loss, its validation competition score (``MONITOR``), its share of images predicted
+    positive, and ``failure``: "predicts nothing", "marks nearly every image" or "" (``metrics.failure_mode``).
+    The best score of *any* epoch is not used: a model that predicts nothing scores the all-empty baseline.
+    """
+    columns = history.to_dict("list") if isinstance(history, pd.DataFrame) else history
+    losses = [float(v) for v in columns[RULE]]
+    if not losses or all(math.isnan(v) for v in losses):
+        raise ValueError(f"no epoch has a {RULE}: train with validation data")
+    epoch = min(range(len(losses)), key=lambda i: math.inf if math.isnan(losses[i]) else losses[i])
+    share = float(columns[f"val_{PREDICTED_POSITIVE}"][epoch]) if f"val_{PREDICTED_POSITIVE}" in columns else None
+    return {"epoch": epoch, RULE: losses[epoch], "score": float(columns[MONITOR][epoch]),
+            "predicted_positive": share, "failure": "" if share is None else failure_mode(share)}
 
 
 def compile_model(model: keras.Model, loss: str = "bce_dice", learning_rate: float = 1e-3,
@@ -319,10 +333,11 @@ def main(argv: list[str] | None = None) -> None:
     run = train(root, args.run_dir, config, args.preset, args.loss, args.learning_rate,
                 hyperparameters=args.hyperparameters)
     log = pd.read_csv(Path(args.run_dir) / "log.csv")  # the whole run, also when this call resumed it
-    chosen = best_epoch(log)
+    chosen = chosen_epoch(log)
+    flag = f"; warning: it {chosen['failure']}" if chosen["failure"] else ""
     print(f"{run.device.description}; mixed precision {'on' if run.device.mixed_precision else 'off'}. "
-          f"{len(log)} epochs. Model of epoch {int(chosen['epoch']) + 1} (lowest val_loss {chosen['val_loss']:.4f}, "
-          f"{MONITOR} {chosen[MONITOR]:.4f}) in {Path(args.run_dir) / 'best.keras'}")
+          f"{len(log)} epochs logged. Model of epoch {chosen['epoch'] + 1} (lowest val_loss {chosen[RULE]:.4f}, "
+          f"{MONITOR} {chosen['score']:.4f}{flag}) in {Path(args.run_dir) / 'best.keras'}")
 
 
 if __name__ == "__main__":
