@@ -128,7 +128,7 @@ def test_training_entry_point_runs_and_writes_its_files(small_sample, tmp_path, 
     log = pd.read_csv(tmp_path / "run" / "log.csv")
     assert list(log["epoch"]) == [0, 1] and MONITOR in log
     out = capsys.readouterr().out
-    assert "epoch   2/2" in out and f"Best {MONITOR}" in out
+    assert "epoch   2/2" in out and "2 epochs logged. Model of epoch" in out and "lowest val_loss" in out
     assert ("CPU only; mixed precision off" in out) or ("GPU(s)" in out and "mixed precision on" in out)
 
 
@@ -239,3 +239,31 @@ def test_checkpoint_early_stopping_and_schedule_follow_the_validation_loss(tmp_p
     for name in ("ModelCheckpoint", "EarlyStopping", "ReduceLROnPlateau"):
         assert callbacks[name].monitor == "val_loss", name
     assert callbacks["ModelCheckpoint"].save_best_only and callbacks["ModelCheckpoint"].mode == "min"
+
+
+def test_one_rule_chooses_the_epoch_best_keras_holds():
+    """The epoch with the lowest val_loss, not the best score of any epoch (which an all-empty epoch can hold)."""
+    from utils.train import chosen_epoch
+
+    history = {"val_loss": [1.2, 0.8, 0.9], MONITOR: [0.80, 0.70, 0.75], "val_predicted_positive": [0.0, 0.3, 0.4]}
+    chosen = chosen_epoch(history)
+    assert chosen == {"epoch": 1, "val_loss": 0.8, "score": 0.70, "predicted_positive": 0.3, "failure": ""}
+    assert chosen_epoch(pd.DataFrame(history)) == chosen
+    history["val_predicted_positive"][1] = 0.0
+    assert chosen_epoch(history)["failure"] == "predicts nothing"
+    history["val_predicted_positive"][1] = 0.95
+    assert chosen_epoch(history)["failure"] == "marks nearly every image"
+    with pytest.raises(ValueError, match="no epoch has a val_loss"):
+        chosen_epoch({"val_loss": [], MONITOR: []})
+
+
+def test_predicted_positive_counts_the_images_called_positive():
+    from utils.metrics import PredictedPositive
+
+    true, pred = masks_and_predictions()
+    share = PredictedPositive()
+    share.update_state(true, pred)
+    assert float(share.result()) == pytest.approx(0.5)  # the noisy empty image stays below 0.5
+    small = PredictedPositive(min_predicted_area=200)  # the 144-pixel square counts as empty with this rule
+    small.update_state(true, pred)
+    assert float(small.result()) == 0.0

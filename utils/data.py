@@ -147,7 +147,8 @@ def split_index(index: pd.DataFrame, validation_fraction: float = 0.15, test_fra
         raise ValueError(f"{missing.sum()} row(s) have no patient_id, so they cannot be kept to one split: "
                          f"{ids[:5]}{' ...' if len(ids) > 5 else ''}. Fill in PatientID or drop those rows.")
     groups = index["patient_id"].astype(str).to_numpy()
-    folds = min(SPLIT_FOLDS, len(set(groups)))
+    largest_class = int(index["has_pneumothorax"].value_counts().max())  # scikit-learn needs folds <= this
+    folds = min(SPLIT_FOLDS, len(set(groups)), largest_class)
     test_folds, validation_folds = round(folds * test_fraction), round(folds * validation_fraction)
     if test_folds < 1 or validation_folds < 1 or test_folds + validation_folds >= folds:
         raise ValueError(f"{len(set(groups))} patients cannot be split into validation_fraction={validation_fraction}"
@@ -306,7 +307,9 @@ def make_dataset(
         current = tf.data.Dataset.from_tensors(0).map(lambda _: tf.cast(epoch.read_value(), tf.int64))
     else:
         current = tf.data.Dataset.from_tensors(tf.constant(int(epoch), tf.int64))
-    return current.flat_map(one_epoch).prefetch(tf.data.AUTOTUNE)
+    batches_per_epoch = -(-len(paths) // batch_size)  # flat_map hides it; Keras uses it to count the steps
+    dataset = current.flat_map(one_epoch).apply(tf.data.experimental.assert_cardinality(batches_per_epoch))
+    return dataset.prefetch(tf.data.AUTOTUNE)
 
 
 def augmenter(seed: int = 42) -> Callable[..., tuple[tf.Tensor, tf.Tensor]]:
