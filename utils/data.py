@@ -128,9 +128,10 @@ def split_index(index: pd.DataFrame, validation_fraction: float = 0.15, test_fra
     """Add a ``split`` column (train/validation/test): stratified by has_pneumothorax, grouped by patient_id.
 
     No patient appears in two splits; the same seed gives the same split. scikit-learn's StratifiedGroupKFold
-    cuts the patients into 20 folds of about 5 % each (fewer folds when there are fewer than 20 patients); the
-    test split takes ``round(20 * test_fraction)`` of them, the validation split the next
-    ``round(20 * validation_fraction)``, so each share is within about 2.5 points of the fraction asked for.
+    cuts the patients into 20 folds of about 5 % each (fewer, down to 7, when there are fewer than 20 positive
+    images or patients, so each fold can hold positives); the test split takes ``round(20 * test_fraction)`` of them, the validation split the next
+    ``round(20 * validation_fraction)``, so each share is within about 2.5 points of the fraction asked for
+    (within half a fold when there are fewer folds).
     A ValueError says which rows lack a patient_id, or which fractions cannot be honoured.
     """
     from sklearn.model_selection import StratifiedGroupKFold
@@ -147,8 +148,10 @@ def split_index(index: pd.DataFrame, validation_fraction: float = 0.15, test_fra
         raise ValueError(f"{missing.sum()} row(s) have no patient_id, so they cannot be kept to one split: "
                          f"{ids[:5]}{' ...' if len(ids) > 5 else ''}. Fill in PatientID or drop those rows.")
     groups = index["patient_id"].astype(str).to_numpy()
-    largest_class = int(index["has_pneumothorax"].value_counts().max())  # scikit-learn needs folds <= this
-    folds = min(SPLIT_FOLDS, len(set(groups)), largest_class)
+    # Each fold should hold positives (fewer folds than positive images); scikit-learn refuses more folds than
+    # the larger class has, and a tiny set still gets at least 7 folds (about 15 %), with scikit-learn's warning.
+    counts = index["has_pneumothorax"].value_counts()
+    folds = min(SPLIT_FOLDS, len(set(groups)), int(counts.max()), max(int(counts.min()), 7))
     test_folds, validation_folds = round(folds * test_fraction), round(folds * validation_fraction)
     if test_folds < 1 or validation_folds < 1 or test_folds + validation_folds >= folds:
         raise ValueError(f"{len(set(groups))} patients cannot be split into validation_fraction={validation_fraction}"
