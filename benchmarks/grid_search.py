@@ -28,15 +28,10 @@ configuration.
 from __future__ import annotations
 
 import argparse
-import datetime
-import importlib.metadata
 import itertools
 import json
 import os
-import platform
-import shlex
 import statistics
-import subprocess
 import sys
 import time
 import warnings
@@ -49,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from timing import RESULTS, write_results  # noqa: E402
+from timing import RESULTS, provenance, write_results  # noqa: E402
 
 from utils.config import get_config  # noqa: E402
 from utils.data import make_dataset  # noqa: E402
@@ -73,48 +68,6 @@ def grid_points() -> list[dict]:
 def key(point: dict) -> str:
     return f"learning rate {point['learning_rate']:g}, {point['loss']}, width {point['base_filters']}, " \
            f"depth {point['depth']}"
-
-
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo, else ``platform.processor()``, else the architecture."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def device() -> str:
-    """What the runs trained on, as TensorFlow sees it: the GPUs, else the CPU model and its core count."""
-    gpus = tf.config.list_physical_devices("GPU")
-    cpu = f"{cpu_model()}, {os.cpu_count()} CPU cores"
-    return f"{len(gpus)} GPU(s) ({', '.join(g.name for g in gpus)}), {cpu}" if gpus else f"{cpu}, no GPU visible"
-
-
-def provenance() -> dict:
-    """What made a result file: commit, command line, library versions, sample version, CPU model, date."""
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                                check=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                                    capture_output=True, text=True, check=True).stdout.strip())
-    except (OSError, subprocess.CalledProcessError):
-        commit, dirty = "unknown (not a git checkout)", None
-    versions = {}
-    for package in ("tensorflow", "keras", "keras_tuner", "numpy"):
-        try:
-            versions[package] = importlib.metadata.version(package.replace("_", "-"))
-        except importlib.metadata.PackageNotFoundError:
-            versions[package] = None
-    return {
-        "commit": commit, "uncommitted_changes": dirty,
-        "command": shlex.join([Path(sys.executable).name, *sys.argv]),
-        "versions": {"python": platform.python_version(), **versions},
-        "sample_version": VERSION, "cpu": cpu_model(), "device": device(),
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-    }
 
 
 def load_runs(saved: Path, settings: dict) -> list[dict]:
@@ -216,6 +169,7 @@ def main() -> None:
                 "batch_size": config.batch_size, "num_samples": config.num_samples, "split_seed": config.seed,
                 "data": description, "sample_version": VERSION, "train_images": len(train_index),
                 "validation_images": len(validation)}
+    origin = provenance()  # at the start: the commit that ran, not the one checked out when it ends
     saved = RESULTS / f"{NAME}.json"
     runs = load_runs(saved, settings)
     done = {(key(run["hyperparameters"]), run["seed"]) for run in runs}
@@ -235,7 +189,6 @@ def main() -> None:
 
     result = summarise(runs, baseline)
     seeds = sorted({run["seed"] for run in runs})
-    origin = provenance()
     payload = {
         "description": (f"every point of chapter 9's grid trained at quick-mode training size ({config.image_size} px, "
                         f"{epochs} epochs, batch {config.batch_size}) on {description} (sample version {VERSION}); "
@@ -244,7 +197,7 @@ def main() -> None:
                         "configuration with a run that predicts nothing or marks nearly every image is flagged "
                         "and not chosen"),
         "rule": f"score at the epoch with the lowest {RULE} (utils.train.chosen_epoch)",
-        "settings": settings, "provenance": origin, "device": origin["device"],
+        "settings": settings, "device": origin["device"],
         "validation_images": len(validation), **result, "runs": runs,
     }
     table = [
@@ -252,8 +205,7 @@ def main() -> None:
         f"(seeds {', '.join(map(str, seeds))}) at {config.image_size} px "
         f"for {epochs} epochs, {len(train_index)} training and {len(validation)} validation images; the all-empty "
         f"baseline scores {baseline:.3f} on them. Each run is judged at its epoch with the lowest validation loss "
-        f"(the model `best.keras` keeps), by its validation competition score there. Written by "
-        f"`benchmarks/grid_search.py` at commit {origin['commit'][:7]} on {origin['device']}.",
+        f"(the model `best.keras` keeps), by its validation competition score there.",
         "",
         "| rank | configuration | score per seed | mean | standard deviation | flag | seconds per run |",
         "|---|---|---|---|---|---|---|",
@@ -265,7 +217,7 @@ def main() -> None:
     table += ["", f"Chosen: {result.get('chosen_configuration', 'none (every configuration is flagged)')}"
               + (f" (rank {result['chosen_rank']}; flagged configurations are not chosen)."
                  if result.get("chosen") else ".")]
-    write_results(NAME, payload, table)
+    write_results(NAME, payload, table, origin)
 
 
 if __name__ == "__main__":

@@ -1,13 +1,21 @@
-"""utils.tuning's grid search, interrupted and resumed from its directory, without Keras training: the tuner's
+"""utils.tuning: the trial objective (the book's rule, ``utils.train.chosen_epoch``), one real trial at 32 px, and
+the grid search interrupted and resumed from its directory. The resume tests need no Keras training: the tuner's
 ``run_trial`` is replaced by a function that returns a score at once, so ``Tuner.search`` and its reload run as in
 chapter 9 but take well under a second."""
+import dataclasses
 import itertools
+import math
 
+import keras
 import keras_tuner
+import numpy as np
 import pytest
 from keras_tuner.engine.trial import TrialStatus
 
 from utils import tuning
+from utils.config import get_config
+from utils.metrics import MONITOR, RULE
+from utils.train import prepare_data
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*(currentThread|getName):DeprecationWarning")  # KerasTuner 1.4.8
 
@@ -49,7 +57,7 @@ def search(directory, completed: list, interrupt_at: int | None = None, fail: tu
         if point(trial) in fail:
             raise keras_tuner.errors.FailedTrialError(f"{point(trial)} is set to fail")
         completed.append(point(trial))
-        return {"val_competition_score": point(trial)[0] * (1 + GRID.index(point(trial)))}
+        return {tuning.OBJECTIVE.name: point(trial)[0] * (1 + GRID.index(point(trial)))}
 
     def pre_create_trial():
         created.append(None)
@@ -129,3 +137,90 @@ def test_library_grid_oracle_resumes_only_where_the_guard_says(tmp_path, monkeyp
         pytest.fail(f"KerasTuner {keras_tuner.__version__} is at or above tuning.GRID_RESUME_FIXED_IN "
                     f"{tuning.GRID_RESUME_FIXED_IN}, but its GridSearchOracle does not resume a grid search: raise "
                     "GRID_RESUME_FIXED_IN past this release")
+
+
+# A run whose best score (0.80, epoch 3: it predicts nothing, the all-empty baseline) is not at its lowest val_loss
+# (epoch 2), the epoch best.keras keeps.
+HISTORY = {"loss": [1.2, 0.9, 0.95], RULE: [1.0, 0.7, 0.9], MONITOR: [0.30, 0.62, 0.80],
+           "val_predicted_positive": [0.9, 0.4, 0.0]}
+
+
+class FixedHistory(keras.Model):
+    """A model whose ``fit`` trains nothing and returns ``HISTORY``, to test what a tuner makes of a history."""
+
+    def __init__(self):
+        super().__init__()
+        self.dense = keras.layers.Dense(1)
+        self(np.zeros((1, 1)))  # built
+
+    def call(self, inputs):
+        return self.dense(inputs)
+
+    def fit(self, *args, **kwargs):
+        history = keras.callbacks.History()
+        history.history = {name: list(values) for name, values in HISTORY.items()}
+        return history
+
+
+def test_trial_metrics_follow_the_lowest_val_loss_epoch():
+    assert tuning.OBJECTIVE.direction == "max"
+    assert tuning.trial_metrics(HISTORY) == {tuning.OBJECTIVE.name: 0.62, tuning.CHOSEN_EPOCH: 1.0, RULE: 0.7,
+                                             tuning.CHOSEN_PREDICTED_POSITIVE: 0.4}
+
+
+def test_a_trial_scores_at_its_lowest_val_loss_epoch_not_its_best_epoch(tmp_path, monkeypatch):
+    # Through KerasTuner itself: with the best epoch's score (KerasTuner's default for a History), this trial
+    # would score 0.80, the epoch that predicts nothing.
+    monkeypatch.setattr(tuning.UNetHyperModel, "build", lambda self, hp: FixedHistory())
+    tuner = tuning.grid_search(32, tmp_path, max_trials=1)
+    tuner.search(np.zeros((2, 1)), np.zeros((2, 1)), epochs=3, verbose=0)
+    (trial,) = tuner.oracle.trials.values()
+    assert trial.status == TrialStatus.COMPLETED and trial.score == pytest.approx(0.62)
+    table = tuning.trials_table(tuner)
+    assert table.loc[0, ["score", "epoch", RULE, "predicted_positive", "flag"]].tolist() == pytest.approx(
+        [0.62, 2, 0.7, 0.4, ""])
+
+
+def test_trials_table_flags_a_trial_that_predicts_nothing(tmp_path, monkeypatch):
+    monkeypatch.setitem(HISTORY, "val_predicted_positive", [0.9, 0.0, 0.0])
+    monkeypatch.setattr(tuning.UNetHyperModel, "build", lambda self, hp: FixedHistory())
+    tuner = tuning.grid_search(32, tmp_path, max_trials=1)
+    tuner.search(np.zeros((2, 1)), np.zeros((2, 1)), epochs=3, verbose=0)
+    assert tuning.trials_table(tuner).loc[0, "flag"] == "predicts nothing"
+
+
+def test_trials_table_of_a_search_without_a_completed_trial(tmp_path):
+    table = tuning.trials_table(tuning.grid_search(32, tmp_path))
+    assert table.empty
+    assert list(table.columns) == ["trial", "base_filters", "depth", "learning_rate", "loss", "score", "epoch",
+                                   RULE, "predicted_positive", "flag"]
+
+
+class FirstEpochLoss(keras.callbacks.Callback):
+    """Records each trial's first-epoch training loss (in a class attribute: KerasTuner copies callbacks)."""
+
+    losses: list = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == 0:
+            FirstEpochLoss.losses.append(logs["loss"])
+
+
+def test_two_trials_with_one_seed_train_alike_on_one_shared_dataset(small_sample, tmp_path, monkeypatch):
+    # One real trial of UNetHyperModel.build and fit, twice: two grid points that differ only in a value build()
+    # does not read. Both trials take their data from the same dataset object, built with the hypermodel's epoch
+    # variable; with the same seed they must start from the same weights and see the same first epoch.
+    monkeypatch.setattr(FirstEpochLoss, "losses", [])
+    space = tuning.search_space(learning_rates=(1e-3,), losses=("bce_dice",), base_filters=(4,), depths=(2,))
+    space.Choice("repeat", [0, 1])
+    tuner = tuning.grid_search(32, tmp_path, hyperparameters=space, seed=3)
+    config = dataclasses.replace(get_config("quick"), image_size=32, batch_size=8, num_samples=None)
+    epoch = getattr(tuner.hypermodel, "epoch", None)
+    _, train_data, validation_data = prepare_data(small_sample, config, epoch=epoch)
+    tuner.search(train_data, validation_data=validation_data, epochs=1, shuffle=False, verbose=0,
+                 callbacks=[FirstEpochLoss()])
+    trials = list(tuner.oracle.trials.values())
+    assert [t.status for t in trials] == [TrialStatus.COMPLETED] * 2
+    first, second = FirstEpochLoss.losses
+    assert math.isfinite(first) and first == pytest.approx(second, rel=1e-6)
+    assert trials[0].score == pytest.approx(trials[1].score)

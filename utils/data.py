@@ -129,9 +129,9 @@ def split_index(index: pd.DataFrame, validation_fraction: float = 0.15, test_fra
 
     No patient appears in two splits; the same seed gives the same split. scikit-learn's StratifiedGroupKFold
     cuts the patients into 20 folds of about 5 % each (fewer, down to 7, when there are fewer than 20 positive
-    images or patients, so each fold can hold positives); the test split takes ``round(20 * test_fraction)`` of them, the validation split the next
-    ``round(20 * validation_fraction)``, so each share is within about 2.5 points of the fraction asked for
-    (within half a fold when there are fewer folds).
+    images or patients, so each fold can hold positives); the test split takes ``round(20 * test_fraction)`` of
+    them, the validation split the next ``round(20 * validation_fraction)``, so each share is within about 2.5
+    points of the fraction asked for (within half a fold when there are fewer folds).
     A ValueError says which rows lack a patient_id, or which fractions cannot be honoured.
     """
     from sklearn.model_selection import StratifiedGroupKFold

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import math
 import os
 import re
 import warnings
@@ -19,16 +20,24 @@ from typing import TYPE_CHECKING
 
 import keras
 import keras_tuner
+import tensorflow as tf
 from keras_tuner.engine.trial import TrialStatus
 
 from utils.config import RunConfig, get_config
-from utils.metrics import MONITOR
-from utils.train import HYPERPARAMETERS, model_from_hyperparameters
+from utils.metrics import MONITOR, PREDICTED_POSITIVE, RULE, failure_mode
+from utils.train import HYPERPARAMETERS, chosen_epoch, model_from_hyperparameters
 
 if TYPE_CHECKING:
     import pandas as pd
 
-OBJECTIVE = keras_tuner.Objective(MONITOR, direction="max")
+# A trial is judged as the book judges every run (utils.train.chosen_epoch): at the epoch with the lowest
+# validation loss, the epoch best.keras keeps, by its validation competition score there. Not the best score of any
+# epoch (an epoch that predicts nothing scores the all-empty baseline), and not val_loss itself: the grid has two
+# losses, and the values of two different functions cannot be compared.
+OBJECTIVE = keras_tuner.Objective(f"{MONITOR}_at_lowest_{RULE}", direction="max")
+# What else a trial records about its chosen epoch (trial.metrics), for trials_table.
+CHOSEN_EPOCH = "chosen_epoch"  # 0-based, as Keras counts
+CHOSEN_PREDICTED_POSITIVE = f"val_{PREDICTED_POSITIVE}"
 
 # KerasTuner's GridSearchOracle cannot resume a search from its directory (keras-team/keras-tuner#1055; the fix,
 # PR #1056, is not merged, and 1.4.8 is the newest release). This is the first release that could carry the fix:
@@ -61,17 +70,53 @@ def search_space(base_filters: Sequence[int] = (16,), learning_rates: Sequence[f
     return hp
 
 
-class UNetHyperModel(keras_tuner.HyperModel):
-    """Builds and compiles a U-Net for one trial's hyperparameters (widths double per level from base_filters)."""
+def trial_metrics(history: dict) -> dict[str, float]:
+    """What a trial reports to KerasTuner: ``OBJECTIVE`` (the validation score at the epoch with the lowest
+    validation loss, ``utils.train.chosen_epoch``) and that epoch's number, val_loss and share of images predicted
+    positive. ``history`` is ``History.history``. KerasTuner stores the values as floats (NaN: not logged)."""
+    chosen = chosen_epoch(history)
+    share = chosen["predicted_positive"]
+    return {OBJECTIVE.name: chosen["score"], CHOSEN_EPOCH: float(chosen["epoch"]), RULE: chosen[RULE],
+            CHOSEN_PREDICTED_POSITIVE: math.nan if share is None else share}
 
-    def __init__(self, image_size: int):
+
+class UNetHyperModel(keras_tuner.HyperModel):
+    """Builds and compiles a U-Net for one trial's hyperparameters (widths double per level from base_filters), and
+    trains it so that every trial starts from the same seed and sees the same data, epoch by epoch.
+
+    ``seed`` is set before each trial's model is built (its initial weights) and again before it trains.
+    ``epoch`` is a ``tf.Variable`` that ``fit`` sets at the start of every epoch: build the training data with it,
+    ``utils.train.prepare_data(root, config, epoch=hypermodel.epoch)``, and epoch e of every trial gets epoch e's
+    order and augmentation, a function of the pipeline's seed and e alone (``utils.data.make_dataset``). A dataset
+    built without it continues its stream from trial to trial, so each trial would see other data. Tuners that
+    share one dataset must share its variable: pass the same ``epoch`` to each (``grid_search(..., epoch=)``).
+
+    ``fit`` returns ``trial_metrics``: KerasTuner ranks the trials by ``OBJECTIVE``. KerasTuner's own per-trial
+    checkpoint (``tuner.get_best_models``) cannot follow that objective, which is not logged per epoch, and keeps
+    each trial's last epoch; the book trains the chosen hyperparameters again with ``utils.train`` instead.
+    """
+
+    def __init__(self, image_size: int, seed: int = 42, epoch: tf.Variable | None = None):
         super().__init__(name="unet")
         self.image_size = image_size
+        self.seed = seed
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False) if epoch is None else epoch
 
     def build(self, hp: keras_tuner.HyperParameters) -> keras.Model:
-        """The compiled U-Net for ``hp``'s base_filters, depth, loss and learning_rate."""
+        """The compiled U-Net for ``hp``'s base_filters, depth, loss and learning_rate, from ``seed``'s weights."""
+        keras.utils.set_random_seed(self.seed)  # Keras draws the initial weights from the global seed
         values = {name: hp.get(name) for name in HYPERPARAMETERS}
         return model_from_hyperparameters(values, self.image_size)  # what utils.train builds from the same values
+
+    def fit(self, hp: keras_tuner.HyperParameters, model: keras.Model, *args, **kwargs) -> dict[str, float]:
+        """``model.fit(*args, **kwargs)`` from the trial's seed, with ``epoch`` set at each epoch's start; returns
+        ``trial_metrics`` of its history."""
+        keras.utils.set_random_seed(self.seed)
+        self.epoch.assign(kwargs.get("initial_epoch", 0))
+        set_epoch = keras.callbacks.LambdaCallback(on_epoch_begin=lambda number, logs: self.epoch.assign(number))
+        kwargs["callbacks"] = [set_epoch, *(kwargs.get("callbacks") or [])]
+        history = model.fit(*args, **kwargs)
+        return trial_metrics(history.history)
 
 
 class ResumableGridSearchOracle(keras_tuner.oracles.GridSearchOracle):
@@ -114,16 +159,18 @@ def grid_resume_fixed(version: str | None = None) -> bool:
 
 def grid_search(image_size: int, directory: str | os.PathLike, project_name: str = "grid",
                 max_trials: int | None = None, hyperparameters: keras_tuner.HyperParameters | None = None,
-                seed: int = 42, **kwargs) -> keras_tuner.Tuner:
+                seed: int = 42, epoch: tf.Variable | None = None, **kwargs) -> keras_tuner.Tuner:
     """A grid-search tuner over ``hyperparameters`` (default: ``search_space()``) that resumes from ``directory``.
 
     The oracle is KerasTuner's GridSearchOracle where ``grid_resume_fixed()``, else ``ResumableGridSearchOracle``.
-    ``kwargs`` go to ``keras_tuner.Tuner`` (for example ``distribution_strategy``).
+    The hypermodel is ``UNetHyperModel(image_size, seed, epoch)``: build the training data with
+    ``tuner.hypermodel.epoch`` (or pass the ``epoch`` it was built with). ``kwargs`` go to ``keras_tuner.Tuner``
+    (for example ``distribution_strategy``).
     """
     oracle_class = keras_tuner.oracles.GridSearchOracle if grid_resume_fixed() else ResumableGridSearchOracle
     oracle = oracle_class(objective=OBJECTIVE, max_trials=max_trials, seed=seed,
                           hyperparameters=hyperparameters or search_space())
-    return keras_tuner.Tuner(oracle=oracle, hypermodel=UNetHyperModel(image_size), directory=directory,
+    return keras_tuner.Tuner(oracle=oracle, hypermodel=UNetHyperModel(image_size, seed, epoch), directory=directory,
                              project_name=project_name, overwrite=False, **kwargs)
 
 
@@ -133,13 +180,37 @@ def tuning_config(config: RunConfig) -> RunConfig:
                                num_samples=config.search_samples)
 
 
+TABLE_COLUMNS = ("score", "epoch", RULE, "predicted_positive", "flag")
+
+
 def trials_table(tuner: keras_tuner.Tuner) -> pd.DataFrame:
-    """One row per completed trial: its hyperparameters and score, best first."""
+    """One row per completed trial, best first: its hyperparameters, its score (``OBJECTIVE``: the validation score
+    at the epoch with the lowest validation loss), that epoch (1-based), its val_loss and share of images predicted
+    positive, and a flag when it "predicts nothing" or "marks nearly every image" (``metrics.failure_mode``).
+
+    With no completed trial, an empty table with the same columns.
+    """
     import pandas as pd
 
-    rows = [{"trial": trial.trial_id, **trial.hyperparameters.values, "score": trial.score}
-            for trial in tuner.oracle.trials.values() if trial.status == TrialStatus.COMPLETED]
-    return pd.DataFrame(rows).sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
+    def recorded(trial, name: str) -> float:
+        value = trial.metrics.get_last_value(name) if trial.metrics.exists(name) else None
+        return math.nan if value is None else float(value)
+
+    rows = []
+    for trial in tuner.oracle.trials.values():
+        if trial.status != TrialStatus.COMPLETED:
+            continue
+        share = recorded(trial, CHOSEN_PREDICTED_POSITIVE)
+        rows.append({"trial": trial.trial_id, **trial.hyperparameters.values, "score": trial.score,
+                     "epoch": recorded(trial, CHOSEN_EPOCH) + 1, RULE: recorded(trial, RULE),
+                     "predicted_positive": share, "flag": "" if math.isnan(share) else failure_mode(share)})
+    if not rows:
+        names = [hp.name for hp in tuner.oracle.get_space().space]
+        return pd.DataFrame(columns=["trial", *names, *TABLE_COLUMNS])
+    table = pd.DataFrame(rows)
+    if (table["epoch"].dropna() % 1 == 0).all():  # not averaged over executions: whole numbers, <NA> if missing
+        table["epoch"] = table["epoch"].astype("Int64")
+    return table.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -159,7 +230,7 @@ def main(argv: list[str] | None = None) -> None:
                                  num_epochs=args.epochs or config.num_epochs)
     role = os.environ.get("KERASTUNER_TUNER_ID", "(not distributed)")
     tuner = grid_search(config.image_size, args.directory, args.project_name, args.max_trials, seed=config.seed)
-    _, train_data, validation_data = prepare_data(data_root().path, config)
+    _, train_data, validation_data = prepare_data(data_root().path, config, epoch=tuner.hypermodel.epoch)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         tuner.search(train_data, validation_data=validation_data, epochs=config.num_epochs, verbose=0)
