@@ -306,8 +306,11 @@ def replace_block(text: str, name: str, content: str) -> str:
 
 
 def write_results(result: dict) -> None:
-    """Write the JSON and the markdown files that the book includes."""
-    (RESULTS / "chapter_timings.json").write_text(json.dumps(result, indent=2) + "\n")
+    """Write the JSON (with its ``provenance``) and the markdown files that the book includes."""
+    from timing import provenance
+
+    payload = {**result, "provenance": provenance()}
+    (RESULTS / "chapter_timings.json").write_text(json.dumps(payload, indent=2) + "\n")
     (RESULTS / "chapter_timings.md").write_text(timings_table(result))
     (RESULTS / "chapter_timings_total.md").write_text(total_sentence(result))
     (RESULTS / "schedule_half_day.md").write_text(schedule_table(result, HALF_DAY))

@@ -24,6 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import chapter_timings  # noqa: E402
+from timing import provenance  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -55,10 +56,11 @@ def main() -> None:
     steps = steps_from_log(log_path.read_text())
     print(f"bash .ci/run exited {code} after {total:.0f} s; steps: {steps}; log: {log_path}")
     if code == 0:
+        origin = provenance()
         result = {"commit": commit, "exit_code": code, "total_seconds": round(total),
                   "steps_seconds": steps, "cpu_cores": os.cpu_count(),
-                  "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, no GPU",
-                  "python": platform.python_version()}
+                  "machine": f"{platform.machine()}, {origin['device']}",
+                  "python": platform.python_version(), "provenance": origin}
         (RESULTS / "ci_timings.json").write_text(json.dumps(result, indent=2) + "\n")
         chapters = chapter_timings.collect(clone / "_build" / ".jupyter_cache", "quick")
         chapter_timings.write_results(chapters)

@@ -4,10 +4,13 @@
 
 Both arms are ``utils.train.train`` runs with the same data, sizes, loss and schedule (quick mode, the bundled
 sample unless ``$SIIM_DATA_DIR`` holds the real data); the only difference is ``context=True`` on the "compact"
-preset (a context block on the bottleneck, chapter 4). A seed sets the data split, the augmentation and the
-initial weights, and is the same for both arms, so each seed gives a paired comparison. Each run's best
-checkpoint (by the validation loss, as in chapter 7) is scored on the test split: the competition score
-(threshold 0.5, no post-processing) and the Dice on positive images.
+preset (a context block on the bottleneck, chapter 4). Each seed gives a paired comparison: the seed sets the
+data split and each epoch's order and augmentation, the same for both arms, and the arm with the block starts
+from the other arm's initial weights in every layer the two share, copied by layer name (``SharedStart``, which
+checks the copy), so only the block's own gate draws its own. Each run's best checkpoint (``best.keras``, the
+epoch with the lowest validation loss, the book's rule, ``utils.train.chosen_epoch``) is scored on the test split:
+the competition score (threshold 0.5, no post-processing) and the Dice on positive images; a run whose chosen
+epoch predicts nothing or marks nearly every image is flagged.
 
 The difference of the means "exceeds the seed spread" when it is larger than the larger of the two arms'
 standard deviations over seeds (sample standard deviation) *and* all paired differences have the same sign.
@@ -30,7 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import keras  # noqa: E402
-from timing import write_results  # noqa: E402
+import numpy as np  # noqa: E402
+from timing import provenance, write_results  # noqa: E402
 
 from utils.config import get_config  # noqa: E402
 from utils.data import make_dataset  # noqa: E402
@@ -38,20 +42,48 @@ from utils.evaluate import predict  # noqa: E402
 from utils.metrics import dice_per_image  # noqa: E402
 from utils.model import get_unet_config  # noqa: E402
 from utils.source import data_root  # noqa: E402
-from utils.train import train  # noqa: E402
+from utils.train import chosen_epoch, train  # noqa: E402
 
 ARMS = {"without context block": False, "with context block": True}
 METRICS = ("competition_score", "positive_dice")
 
 
-def run_once(root: Path, seed: int, context: bool, num_epochs: int | None, work: Path) -> dict:
-    """Train one arm with one seed; return its test-split scores, epochs run and seconds."""
+class SharedStart(keras.callbacks.Callback):
+    """Pairs two arms' initial weights. With an empty ``store``, records every layer's weights, by layer name, as
+    training begins; with a filled one, sets them in every layer of the same name, checks that they were set, and
+    lists the layers that keep their own (``own``). A layer the first arm had and this one lacks is an error."""
+
+    def __init__(self, store: dict):
+        super().__init__()
+        self.store, self.copied, self.own = store, [], []
+
+    def on_train_begin(self, logs=None):
+        layers = {layer.name: layer for layer in self.model.layers if layer.weights}
+        if not self.store:
+            self.store.update({name: layer.get_weights() for name, layer in layers.items()})
+            return
+        if missing := sorted(set(self.store) - set(layers)):
+            raise ValueError(f"the second arm lacks layers of the first: {missing}")
+        for name, layer in layers.items():
+            if name in self.store:
+                layer.set_weights(self.store[name])
+                assert all(np.array_equal(a, b) for a, b in zip(layer.get_weights(), self.store[name])), name
+                self.copied.append(name)
+            else:
+                self.own.append(name)
+
+
+def run_once(root: Path, seed: int, context: bool, num_epochs: int | None, work: Path, start_from: dict) -> dict:
+    """Train one arm with one seed, from ``start_from``'s weights where the layers are shared (``SharedStart``);
+    return its test-split scores, its chosen epoch, epochs run and seconds."""
     config = dataclasses.replace(get_config("quick"), seed=seed)
     if num_epochs:
         config = dataclasses.replace(config, num_epochs=num_epochs)
     start = time.perf_counter()
     run_dir = work / f"seed{seed}_context{int(context)}"
-    run = train(root, run_dir, config, preset=get_unet_config("compact", context=context))
+    shared = SharedStart(start_from)
+    run = train(root, run_dir, config, preset=get_unet_config("compact", context=context), extra_callbacks=[shared])
+    chosen = chosen_epoch(run.history.history)
     best = keras.models.load_model(run_dir / "best.keras")
     test = run.splits[run.splits["split"] == "test"]
     probabilities, masks = predict(best, make_dataset(test, config.image_size, config.batch_size))
@@ -60,6 +92,8 @@ def run_once(root: Path, seed: int, context: bool, num_epochs: int | None, work:
     return {"seed": seed, "context": context, "competition_score": float(per_image.mean()),
             "positive_dice": float(per_image[positive].mean()), "test_images": int(len(masks)),
             "test_positive": int(positive.sum()), "epochs": len(run.history.history["loss"]),
+            "chosen_epoch": chosen["epoch"] + 1, "failure": chosen["failure"],
+            "layers_from_other_arm": len(shared.copied), "own_layers": shared.own,
             "seconds": time.perf_counter() - start}
 
 
@@ -92,24 +126,30 @@ def main(argv: list[str] | None = None) -> None:
     root, description = data_root()
     sample_version = root / ".sample-version"
     version = sample_version.read_text().strip() if sample_version.exists() else None
+    origin = provenance()
     runs = []
     with tempfile.TemporaryDirectory() as work:
         for seed in args.seeds:
+            start_from: dict = {}  # filled by the first arm, read by the second
             for name, context in ARMS.items():
-                runs.append(run_once(root, seed, context, args.epochs, Path(work)))
+                runs.append(run_once(root, seed, context, args.epochs, Path(work), start_from))
                 r = runs[-1]
                 print(f"seed {seed}, {name}: score {r['competition_score']:.3f}, positive Dice "
-                      f"{r['positive_dice']:.3f}, {r['epochs']} epochs, {r['seconds']:.0f} s", flush=True)
+                      f"{r['positive_dice']:.3f}, chosen epoch {r['chosen_epoch']} of {r['epochs']}"
+                      f"{', ' + r['failure'] if r['failure'] else ''}, {r['seconds']:.0f} s", flush=True)
     summary = summarise(runs)
     config = get_config("quick")
     epochs = args.epochs or config.num_epochs
     payload = {"data": description, "sample_version": version, "preset": "compact", "image_size": config.image_size,
                "max_epochs": epochs, "batch_size": config.batch_size, "seeds": args.seeds, "cpu_cores": os.cpu_count(),
-               "runs": runs, "summary": summary}
+               "pairing": "same split, same (seed, epoch) data; shared layers start from the same weights, copied by "
+                          "layer name", "runs": runs, "summary": summary}
     first = runs[0]
     table = [
         f"The compact U-Net with and without a context block on the bottleneck, {len(args.seeds)} seeds each "
-        f"(paired: a seed fixes split, augmentation and initial weights for both); quick mode ({config.image_size} "
+        f"(paired: a seed fixes the split and each epoch's order and augmentation for both, and the arm with the block "
+        f"starts from the other's initial weights in the {runs[1]['layers_from_other_arm']} layers they share; only "
+        f"{', '.join(runs[1]['own_layers'])} draws its own); quick mode ({config.image_size} "
         f"px, at most {epochs} epochs, best checkpoint by validation loss); {description}"
         + (f" (sample version {version})" if version else "")
         + f"; scored on the test split ({first['test_positive']} positive of {first['test_images']} images for seed "
@@ -126,7 +166,10 @@ def main(argv: list[str] | None = None) -> None:
         verdict = "yes" if s["exceeds_seed_spread"] else "no"
         table.append(f"| {metric.replace('_', ' ')} | {cells[0]} | {cells[1]} | {differences} "
                      f"(mean {s['mean_difference']:+.3f}) | {verdict} |")
-    write_results("context_block", payload, table)
+    flagged = [f"seed {r['seed']} {'with' if r['context'] else 'without'}: {r['failure']}" for r in runs
+               if r["failure"]]
+    table += ["", f"Runs whose chosen epoch is a failure mode: {'; '.join(flagged) if flagged else 'none'}."]
+    write_results("context_block", payload, table, origin)
     print(f"total {sum(r['seconds'] for r in runs):.0f} s")
 
 

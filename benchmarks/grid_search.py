@@ -140,12 +140,11 @@ def summarise(runs: list[dict], baseline: float) -> dict:
         return {"ranking": rows, "chosen": None, "all_empty_baseline": baseline,
                 "note": "every configuration has a run that predicts nothing or marks nearly every image"}
     best = eligible[0]
-    others = [row for row in rows if row is not best]
     result = {"ranking": rows, "chosen": best["hyperparameters"], "chosen_configuration": best["configuration"],
               "chosen_rank": rows.index(best) + 1, "all_empty_baseline": baseline,
               "best_above_baseline_beyond_noise": best["mean"] - baseline > best["std"]}
-    if others:
-        second = max(others, key=lambda row: row["mean"])
+    if len(eligible) > 1:  # the runner-up is the next configuration that could have been chosen
+        second = eligible[1]
         noise = max(best["std"], second["std"])
         result.update({"runner_up": second["configuration"], "gap_to_runner_up": best["mean"] - second["mean"],
                        "noise": noise, "best_beats_runner_up_beyond_noise": best["mean"] - second["mean"] > noise})

@@ -19,6 +19,7 @@ Each module holds one thing:
   the submission file;
 - ``distributed``: multi-worker training with a custom loop, and local worker processes;
 - ``tuning``: the KerasTuner hypermodel, search space and grid search;
+- ``results``: the benchmarks' result files as the chapters read them, refused when made on another sample;
 - ``setup_check``: the learners' set-up check, a pass/fail table (``python -m utils.setup_check``).
 
 Importing ``utils`` has no side effects: no seeding, no downloads, no TensorFlow set-up.
