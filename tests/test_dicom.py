@@ -143,3 +143,28 @@ def test_a_truncated_jpeg_frame_is_reported_with_the_file(tmp_path, small_sample
     dataset.save_as(path)
     with pytest.raises(DicomReadError, match="cut.dcm.*truncated or corrupt"):
         jpeg_frame(path)
+
+
+def test_metadata_table_when_no_file_has_an_age():
+    """No file yields an age (one unreadable, one without PatientAge): NaN ages, not an AttributeError."""
+    table = read_metadata([TEST_FILES / "README.txt", TEST_FILES / "MR_truncated.dcm"])
+    assert table["age"].dtype == "float64" and table["age"].isna().all()
+    assert "InvalidDicomError" in table.loc[0, "error"]
+
+
+def test_load_index_on_a_data_set_without_patient_ages(tmp_path):
+    """No PatientAge anywhere and one unreadable file (its age is NaN, the others' None): the index still loads."""
+    from utils.data import scan_index
+    from utils.sample import make_sample
+
+    root = make_sample(tmp_path / "data", num_train=3, num_test=0, seed=2)
+    broken, *others = sorted(root.rglob("*.dcm"))
+    broken.write_bytes(b"not a DICOM file")
+    for path in others:
+        dataset = pydicom.dcmread(path)
+        del dataset.PatientAge
+        dataset.save_as(path)
+    with pytest.warns(UserWarning, match="1 unreadable files"):
+        index, report = scan_index(root)
+    assert len(index) == 2 and index["age"].isna().all() and index["age"].dtype == "float64"
+    assert broken.name in report["unreadable files"][0]

@@ -157,7 +157,7 @@ def read_metadata(paths: Iterable[str | Path]) -> pd.DataFrame:
     """One row per file with the tags in METADATA_TAGS (headers only, pixel data is not read).
 
     Unreadable files get a row with an ``error`` message instead of raising, so one bad file does not stop a
-    scan of thousands.
+    scan of thousands. ``age`` is in years (float64), NaN where the file has none or it is not a number.
     """
     rows = []
     for path in paths:
@@ -173,5 +173,8 @@ def read_metadata(paths: Iterable[str | Path]) -> pd.DataFrame:
             row["error"] = f"{type(error).__name__}: {error}"
         rows.append(row)
     table = pd.DataFrame(rows, columns=["path", *METADATA_TAGS, "error"])
-    table["age"] = pd.to_numeric(table["age"].str.rstrip("Y"), errors="coerce")
+    # as "string": when no file yields an age, the column holds only NaN (unreadable files) and None (no
+    # PatientAge), and .str refuses such a column
+    ages = table["age"].astype("string").str.rstrip("Y")
+    table["age"] = pd.to_numeric(ages, errors="coerce").astype("float64")
     return table
