@@ -1,4 +1,6 @@
-"""The download path, offline: credential detection, no credentials, a failing download, data present."""
+"""The download path, offline: credential detection, no credentials, a failing or interrupted download, data present.
+
+Kaggle cannot be reached here: stand-in ``kaggle`` modules play the download."""
 import sys
 import types
 
@@ -76,6 +78,57 @@ def test_failing_download_explains_and_keeps_existing_files(no_credentials, tmp_
     assert (destination / "partial.zip").exists()
 
 
+def fake_kaggle(monkeypatch, download_files):
+    """Credentials in the environment and a stand-in ``kaggle`` module whose download calls ``download_files``."""
+    monkeypatch.setenv("KAGGLE_USERNAME", "someone")
+    monkeypatch.setenv("KAGGLE_KEY", "0" * 32)
+    fake = types.ModuleType("kaggle")
+    fake.api = types.SimpleNamespace(dataset_download_files=download_files)
+    monkeypatch.setitem(sys.modules, "kaggle", fake)
+
+
+def test_an_interrupted_download_does_not_count_as_data(no_credentials, tmp_path, capsys, monkeypatch):
+    """Stopped after unpacking part of the archive: not data, a message naming the folder, nothing deleted;
+    downloading again completes it."""
+    destination = tmp_path / "data"
+    calls = []  # the names in the destination when each download starts
+
+    def unpack(dataset, path, unzip, quiet):
+        calls.append({p.name for p in destination.iterdir()})
+        make_sample(path, num_train=2, num_test=0)  # a label CSV and DICOM files, as a partial unzip leaves
+        if len(calls) == 1:
+            raise KeyboardInterrupt  # the reader interrupts the kernel mid-download
+
+    fake_kaggle(monkeypatch, unpack)
+    with pytest.raises(KeyboardInterrupt):
+        kaggle_download.download(destination)
+    assert not source.is_complete(destination)  # though it holds a label CSV and DICOM files
+    monkeypatch.setattr("utils.sample.ensure_sample", lambda: tmp_path / "sample")
+    monkeypatch.setenv("SIIM_DATA_DIR", str(destination))
+    assert source.data_root().path == tmp_path / "sample"
+    out = capsys.readouterr().out
+    assert f"{destination} holds a download that did not finish" in out and "run the download again" in out
+    assert any(destination.rglob("*.dcm"))  # the reader's files are kept
+
+    assert kaggle_download.download(destination) == destination  # the second download finishes
+    assert "did not finish" in capsys.readouterr().out and len(calls) == 2
+    assert source.DOWNLOAD_COMPLETE not in calls[1]  # the marker is written only after the download finished
+    assert (destination / source.DOWNLOAD_COMPLETE).exists() and source.is_complete(destination)
+    assert source.data_root().path == destination
+
+
+def test_a_download_that_fails_after_unpacking_some_files_does_not_count(no_credentials, tmp_path, capsys,
+                                                                         monkeypatch):
+    def unpack_then_fail(dataset, path, unzip, quiet):
+        make_sample(path, num_train=2, num_test=0)
+        raise ConnectionError("Connection reset by peer")
+
+    fake_kaggle(monkeypatch, unpack_then_fail)
+    assert kaggle_download.download(tmp_path / "data") is None
+    assert not source.is_complete(tmp_path / "data")
+    assert "run the download again" in capsys.readouterr().out
+
+
 def test_data_already_present_is_not_downloaded_again(tmp_path, capsys, monkeypatch):
     make_sample(tmp_path / "real", num_train=2, num_test=0)
     monkeypatch.setitem(sys.modules, "kaggle", None)  # importing kaggle would fail
@@ -84,6 +137,7 @@ def test_data_already_present_is_not_downloaded_again(tmp_path, capsys, monkeypa
 
 
 def test_data_root_prefers_real_data_and_falls_back_to_the_sample(tmp_path, monkeypatch, capsys):
+    """Data copied into SIIM_DATA_DIR by hand has no download markers: its files decide."""
     make_sample(tmp_path / "real", num_train=2, num_test=0)
     monkeypatch.setenv("SIIM_DATA_DIR", str(tmp_path / "real"))
     found = source.data_root()

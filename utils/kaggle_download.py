@@ -3,6 +3,11 @@
 ``import kaggle`` (2.x) authenticates as it is imported and calls ``exit(1)`` (printing a help text) when it
 finds no credentials, so this module looks for credentials itself first and imports kaggle only when there
 are some.
+
+The download marks its destination (see ``utils.source``): ``DOWNLOAD_STARTED`` before it starts, and
+``DOWNLOAD_COMPLETE`` only after Kaggle has downloaded and unpacked the archive. A download stopped on the way
+(an interrupted kernel, a lost connection) leaves the first marker alone, so the folder does not count as data
+until the download is run again and finishes.
 """
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from utils.source import is_complete
+from utils.source import DOWNLOAD_COMPLETE, DOWNLOAD_STARTED, holds_data_files, interrupted_download, is_complete
 
 DATASET = "seesee/siim-train-test"  # the Kaggle mirror in the layout siim/dicom-images-train/..., siim/train-rle.csv
 CREDENTIAL_VARIABLES = ("KAGGLE_API_TOKEN", "KAGGLE_USERNAME", "KAGGLE_KEY")
@@ -66,14 +71,18 @@ def find_kaggle_credentials() -> str | None:
 def download(destination: str | Path, dataset: str = DATASET) -> Path | None:
     """Download and unpack ``dataset`` into ``destination``; return it, or None (with a message) on failure.
 
-    Nothing is downloaded when the data is already there. Without credentials, offline, or when Kaggle refuses
+    Nothing is downloaded when the data is already there (``utils.source.is_complete``); an interrupted
+    download into ``destination`` is downloaded again. Without credentials, offline, or when Kaggle refuses
     (rules not accepted, a wrong token), it prints one message that says what to do and returns None, so the
-    caller can fall back to the sample. Nothing already on disk is deleted.
+    caller can fall back to the sample. Nothing already on disk is deleted; Kaggle overwrites the files it
+    downloads again. ``DOWNLOAD_COMPLETE`` is written last, once the data is unpacked.
     """
     destination = Path(destination)
     if is_complete(destination):
         print(f"The data is already in {destination}; nothing to download.")
         return destination
+    if interrupted_download(destination):
+        print(f"The last download into {destination} did not finish (no {DOWNLOAD_COMPLETE}); downloading again.")
     where = find_kaggle_credentials()
     if where is None:
         print(f"No Kaggle credentials found, so the real data cannot be downloaded.\n{HOW_TO_GET_CREDENTIALS}")
@@ -83,12 +92,21 @@ def download(destination: str | Path, dataset: str = DATASET) -> Path | None:
         import kaggle  # authenticates on import
 
         destination.mkdir(parents=True, exist_ok=True)
+        (destination / DOWNLOAD_COMPLETE).unlink(missing_ok=True)
+        (destination / DOWNLOAD_STARTED).write_text(f"{dataset}: started; {DOWNLOAD_COMPLETE} is written at the end\n")
         kaggle.api.dataset_download_files(dataset, path=str(destination), unzip=True, quiet=False)
     except (Exception, SystemExit) as error:  # network errors, HTTP 401/403/404, exit(1) from a bad login
         print(
-            f"The download of {dataset} failed ({type(error).__name__}: {error}).\n"
-            "Check the network connection and the credentials; a 403 usually means the dataset's or the "
-            f"competition's rules have not been accepted on kaggle.com yet.\n{HOW_TO_GET_CREDENTIALS}"
+            f"The download of {dataset} failed ({type(error).__name__}: {error}); {destination} is left as it is "
+            "and does not count as data until a download finishes.\n"
+            "Check the network connection and the credentials, then run the download again; a 403 usually means "
+            f"the dataset's or the competition's rules have not been accepted on kaggle.com yet.\n"
+            f"{HOW_TO_GET_CREDENTIALS}"
         )
         return None
-    return destination if is_complete(destination) else None
+    if not holds_data_files(destination):
+        print(f"The download of {dataset} finished, but {destination} holds no label CSV and DICOM files: "
+              f"check that {dataset} is the SIIM-ACR data in the layout utils.data expects.")
+        return None
+    (destination / DOWNLOAD_COMPLETE).write_text(f"{dataset}: downloaded and unpacked\n")
+    return destination

@@ -1,6 +1,12 @@
 """Where the data comes from: the real SIIM-ACR data when ``$SIIM_DATA_DIR`` holds it, else the bundled sample.
 
 Every chapter reads the folder that ``data_root()`` returns, through the same code for both.
+
+A folder counts as data when it holds a label CSV and at least one DICOM file. ``utils.kaggle_download`` also
+marks the folder it downloads into: ``DOWNLOAD_STARTED`` before it starts, ``DOWNLOAD_COMPLETE`` once the archive
+is downloaded and unpacked. A folder with the first marker and not the second is an interrupted download and does
+not count, however many files it holds. A folder with neither marker (the data copied there by hand, or Kaggle's
+attached ``/kaggle/input/...``) is judged by its files alone.
 """
 from __future__ import annotations
 
@@ -20,16 +26,32 @@ class DataSource(NamedTuple):
     description: str
 
 
-def is_complete(root: str | Path) -> bool:
-    """True when ``root`` holds a label CSV and at least one DICOM file."""
+DOWNLOAD_STARTED = ".download-started"  # written by utils.kaggle_download before it downloads
+DOWNLOAD_COMPLETE = ".download-complete"  # written by it after the download and the unpacking finished
+
+
+def interrupted_download(root: str | Path) -> bool:
+    """True when a download into ``root`` began (``DOWNLOAD_STARTED``) and never finished (no ``DOWNLOAD_COMPLETE``)."""
+    root = Path(root)
+    return (root / DOWNLOAD_STARTED).exists() and not (root / DOWNLOAD_COMPLETE).exists()
+
+
+def holds_data_files(root: str | Path) -> bool:
+    """True when ``root`` holds a label CSV and at least one DICOM file (at any depth)."""
     root = Path(root)
     return root.is_dir() and any(any(root.rglob(n)) for n in LABEL_FILES) and any(root.rglob("*.dcm"))
+
+
+def is_complete(root: str | Path) -> bool:
+    """True when ``root`` holds a label CSV and at least one DICOM file, and is not an interrupted download."""
+    return holds_data_files(root) and not interrupted_download(root)
 
 
 def data_root() -> DataSource:
     """The folder the chapters read: ``$SIIM_DATA_DIR`` when it holds the data, else the bundled sample.
 
-    If SIIM_DATA_DIR is set but incomplete, says so and uses the sample (created on first use).
+    If SIIM_DATA_DIR is set but incomplete (no label CSV and DICOM files, or an interrupted download), says so
+    and uses the sample (created on first use). Nothing in SIIM_DATA_DIR is deleted.
     """
     from utils.sample import ensure_sample  # imports pydicom and scipy: only when the sample is needed
 
@@ -37,5 +59,10 @@ def data_root() -> DataSource:
     if configured is not None:
         if is_complete(configured):
             return DataSource(configured, f"the real data in {configured} (from {DATA_VARIABLE})")
-        print(f"{DATA_VARIABLE}={configured} holds no label CSV and DICOM files; using the bundled sample instead.")
+        if interrupted_download(configured):
+            print(f"{DATA_VARIABLE}={configured} holds a download that did not finish ({DOWNLOAD_STARTED} but no "
+                  f"{DOWNLOAD_COMPLETE}): run the download again (chapter 6, utils.kaggle_download.download) to "
+                  "complete it. Using the bundled sample until then; nothing was deleted.")
+        else:
+            print(f"{DATA_VARIABLE}={configured} holds no label CSV and DICOM files; using the bundled sample instead.")
     return DataSource(ensure_sample(), "the bundled synthetic sample")
