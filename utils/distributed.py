@@ -9,6 +9,13 @@ a restarted cluster resumes from the last one. Each worker runs
         python -m utils.distributed --data arrays.npz --checkpoints ckpt --epochs 4 --output weights
 
 and ``launch_cluster`` starts such processes on one machine, for teaching and testing.
+
+Resuming assumes that every worker sees the checkpoint folder (``--checkpoints``) at the same path: one machine,
+or several with a shared filesystem (NFS, a mounted bucket, or a ``gs://`` path that ``tf.io.gfile`` reads). Every
+worker restores from the newest checkpoint in that folder, which the chief (worker 0) writes. On separate
+machines without a shared folder, the other workers would find no checkpoint and start again at epoch 0 while
+the chief resumes, and the cluster would hang or fail. The other workers must take part in every save; they
+write into ``CHECKPOINTS/.worker-I-tmp``, which is deleted after each save.
 """
 from __future__ import annotations
 
@@ -103,7 +110,13 @@ def train_custom_loop(strategy: tf.distribute.Strategy, data: dict[str, np.ndarr
 
     The data order is a fixed function of (seed, epoch), so a resumed run sees exactly the batches the
     uninterrupted one saw. After every epoch a checkpoint (model, optimizer, epoch) is written; at start the
-    latest one is restored and training continues from the epoch after it.
+    latest one is restored and training continues from the epoch after it. With several workers, every worker
+    must see ``checkpoint_dir`` (the same folder on one machine, or a shared filesystem; see the module's
+    docstring); the other workers' temporary copies, ``checkpoint_dir/.worker-I-tmp``, are deleted after each save.
+
+    An epoch is ``len(data["images"]) // global batch`` steps, the global batch being ``per_replica_batch`` times
+    the replicas of all workers together (``strategy.num_replicas_in_sync``). Raises ValueError when the data
+    holds fewer examples than one global batch.
     """
     import keras
     import tensorflow as tf
@@ -115,6 +128,13 @@ def train_custom_loop(strategy: tf.distribute.Strategy, data: dict[str, np.ndarr
     replicas = strategy.num_replicas_in_sync
     global_batch = per_replica_batch * replicas
     steps = len(images) // global_batch
+    if steps == 0:
+        smaller = f", or per_replica_batch={len(images) // replicas} or less" if len(images) >= replicas else ""
+        raise ValueError(
+            f"{len(images)} examples are fewer than one global batch of {global_batch} (per_replica_batch="
+            f"{per_replica_batch} x {replicas} replicas in sync over all workers), so an epoch has no step: "
+            f"pass at least {global_batch} examples{smaller}."
+        )
     keras.utils.set_random_seed(seed)
     with strategy.scope():  # variables created here are mirrored on every replica
         model = build_unet("compact", images.shape[1], batch_norm=False)
@@ -159,6 +179,8 @@ def train_custom_loop(strategy: tf.distribute.Strategy, data: dict[str, np.ndarr
             total += float(train_step(x, y))
         epoch_counter.assign(epoch + 1)
         manager.save(checkpoint_number=epoch + 1)
+        if not is_chief:  # its copy was written only so that it took part in the save
+            tf.io.gfile.rmtree(str(write_dir))
         seconds = time.perf_counter() - start
         log(f"epoch {epoch + 1}/{epochs} loss {total / steps:.5f} ({seconds:.1f} s, {replicas} replicas)")
     return model
