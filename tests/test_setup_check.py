@@ -86,6 +86,21 @@ def test_an_unwritable_data_folder_fails(monkeypatch, tmp_path):
         tmp_path.chmod(0o700)
 
 
+def test_an_interrupted_download_says_to_run_it_again(monkeypatch, tmp_path):
+    from utils.source import DOWNLOAD_STARTED
+
+    data = tmp_path / "siim"
+    data.mkdir()
+    (data / "train-rle.csv").write_text("ImageId, EncodedPixels\n")
+    (data / "1.dcm").write_bytes(b"")
+    (data / DOWNLOAD_STARTED).write_text("started\n")
+    monkeypatch.setenv("SIIM_DATA_DIR", str(data))
+    monkeypatch.setattr(setup_check, "REPO_ROOT", tmp_path)
+    check = setup_check.check_data()
+    assert check.status == setup_check.WARN and f"{data} holds a download that did not finish" in check.found
+    assert "run the download again" in check.advice
+
+
 def test_too_little_memory_is_a_warning(monkeypatch):
     monkeypatch.setattr(setup_check, "total_memory_bytes", lambda: 2 * setup_check.GIB)
     check = setup_check.check_memory("quick")

@@ -22,7 +22,7 @@ from typing import NamedTuple
 from utils import environment
 from utils.config import DATA_VARIABLE, REPO_ROOT, data_dir
 from utils.kaggle_download import find_kaggle_credentials, kaggle_config_dir
-from utils.source import is_complete
+from utils.source import interrupted_download, is_complete
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 GIB = 2**30
@@ -148,8 +148,12 @@ def check_data() -> Check:
         return Check("data", OK, f"the real data in {configured} ({DATA_VARIABLE})")
     root = REPO_ROOT / "data" / "siim-sample"  # utils.sample.SAMPLE_ROOT, without importing pydicom here
     note = f"{DATA_VARIABLE}={configured} is incomplete, so the chapters use the sample; " if configured else ""
-    advice = (f"point {DATA_VARIABLE} at the folder that holds train-rle.csv and the .dcm files, or unset it"
-              if configured else "")
+    if configured is not None and interrupted_download(configured):
+        note = f"{DATA_VARIABLE}={configured} holds a download that did not finish, so the chapters use the sample; "
+        advice = "run the download again (chapter 6, utils.kaggle_download.download) into the same folder"
+    else:
+        advice = (f"point {DATA_VARIABLE} at the folder that holds train-rle.csv and the .dcm files, or unset it"
+                  if configured else "")
     if (root / "siim" / ".sample-version").exists():
         return Check("data", WARN if configured else OK, f"{note}sample present in {root}", advice)
     parent = nearest_existing(root)
