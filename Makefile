@@ -22,8 +22,11 @@ $(STAMP): requirements.txt requirements-test.txt requirements-dev.txt requiremen
 	$(BIN)/python -m pip install -q -r requirements-dev.txt -c requirements-lock.txt
 	touch $@
 
+# The book, built as strictly as `make test` builds it (the same command: a failing cell or any warning fails it),
+# then its pages checked; the publishing workflow (.github/workflows/book.yml) runs this.
 book: $(STAMP)
-	$(BIN)/jupyter-book build . --keep-going
+	$(BIN)/jupyter-book build . --warningiserror --keep-going
+	$(BIN)/python tests/check_book.py
 	@echo "The book is at $(CURDIR)/_build/html/index.html"
 
 # The linters: ruff (configured in pyproject.toml) over the code and the notebooks, and actionlint over the
