@@ -175,6 +175,7 @@ def load_example(path: str, rles: list[str]) -> tuple[np.ndarray, np.ndarray]:
 
 MEMORY_CACHE_LIMIT = 2 * 2**30  # bytes: a larger cache goes to a temporary file instead of memory
 SHUFFLE_BUFFER_LIMIT = 256 * 2**20  # bytes of cached examples that the shuffle buffer may hold
+EPOCH_GRAPH_SEED = 1  # the graph seed under which each training epoch is built (see make_dataset)
 
 
 def cache_bytes_per_example(image_size: int) -> int:
@@ -299,6 +300,9 @@ def make_dataset(
     def one_epoch(number):
         # A new shuffle per epoch, seeded by (seed, epoch); then batch, and augment batch i of this epoch with
         # draws seeded by (seed, epoch, i). One augmentation call at a time: each sets the random state it draws.
+        # A fixed graph seed for this function, whatever the caller's global seed: the order depends on (seed,
+        # epoch) alone. Not 0: TensorFlow compares (graph seed, op seed) with (0, 0), and the op seed is a tensor.
+        tf.random.set_seed(EPOCH_GRAPH_SEED)
         order = dataset.shuffle(buffer, seed=seed * 1_000_003 + number, reshuffle_each_iteration=False)
         batches = order.batch(batch_size).map(to_float, num_parallel_calls=tf.data.AUTOTUNE).enumerate()
         return batches.map(lambda i, batch: augment(*batch, epoch=number, batch_number=i))
