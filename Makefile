@@ -29,11 +29,13 @@ book: $(STAMP)
 	$(BIN)/python tests/check_book.py
 	@echo "The book is at $(CURDIR)/_build/html/index.html"
 
-# The linters: ruff (configured in pyproject.toml) over the code and the notebooks, and actionlint over the
-# GitHub workflows (with shellcheck from .venv for their `run:` scripts).
+# The linters: ruff (configured in pyproject.toml) over the code and the notebooks, actionlint over the
+# GitHub workflows (with shellcheck from .venv for their `run:` scripts), and check_release.py over the licences,
+# CITATION.cff (against its schema) and CHANGELOG.md.
 lint: $(STAMP)
-	$(BIN)/ruff check utils tests benchmarks notebooks
+	$(BIN)/ruff check utils tests benchmarks notebooks book/_ext
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/actionlint .github/workflows/*.yml
+	$(BIN)/python tests/check_release.py
 
 # The unit tests alone (about a minute).
 unit: $(STAMP)

@@ -168,6 +168,36 @@ def test_chapter_opens_with_text_and_a_colab_badge(notebook):
     assert "hide-input" in setup["metadata"].get("tags", []), f"{notebook.name}: fold the set-up cell (tag hide-input)"
 
 
+@pytest.mark.skipif(shutil.which("git") is None or not (ROOT / ".git").exists(), reason="needs git and the history")
+def test_a_workshop_pins_the_book_to_a_release_tag(monkeypatch, tmp_path):
+    """The set-up cell with REPO_REF set to a tag clones that tag, not main's newest commit: Colab's branch, offline
+    (a stand-in google.colab, the clone redirected to a copy of this repository with a tag and a later commit)."""
+    from utils import environment
+
+    origin = tmp_path / "origin"
+    git = ["git", "-c", "user.name=Book", "-c", "user.email=book@example.org", "-C", str(origin)]
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(origin)], check=True)
+    subprocess.run([*git, "tag", "v9.9.9"], check=True)
+    (origin / "AFTER_THE_TAG").write_text("a commit on main after the tag\n")
+    subprocess.run([*git, "add", "AFTER_THE_TAG"], check=True)
+    subprocess.run([*git, "commit", "-qm", "after the tag"], check=True)
+    tagged = subprocess.run([*git, "rev-parse", "v9.9.9^{commit}"], capture_output=True, text=True).stdout.strip()
+    for name, value in {"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": f"url.file://{origin}.insteadOf",
+                        "GIT_CONFIG_VALUE_0": REPO_URL, "UNET_BOOK_DIR": str(tmp_path / "book")}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    prepared = []
+    monkeypatch.setattr(environment, "prepare", lambda book_dir, install_missing: prepared.append(book_dir))
+    cell = code_cells(NOTEBOOKS[0])[0]
+    assert 'REPO_REF = "main"' in cell, "the set-up cell names the ref it clones in REPO_REF"
+    exec(compile(cell.replace('REPO_REF = "main"', 'REPO_REF = "v9.9.9"'), "setup-cell", "exec"), {})
+    book = tmp_path / "book"
+    head = subprocess.run(["git", "-C", str(book), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    assert head == tagged and not (book / "AFTER_THE_TAG").exists(), "the clone is not the tagged commit"
+    assert sys.path[0] == str(book) and prepared == [book]
+
+
 def test_local_branch_of_the_setup_cell(monkeypatch):
     monkeypatch.setattr(sys, "path", list(sys.path))
     monkeypatch.chdir(ROOT / "notebooks")

@@ -146,12 +146,14 @@ def tiny_book(folder, cells):
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
     config["title"] = "A tiny book"
     (folder / "_config.yml").write_text(yaml.safe_dump(config))
+    shutil.copy(ROOT / "CITATION.cff", folder)  # the version and the licences in the footer (book/_ext)
+    shutil.copytree(ROOT / "book" / "_ext", folder / "book" / "_ext", ignore=shutil.ignore_patterns("__pycache__"))
     for bibfile in config.get("bibtex_bibfiles", []):
         (folder / bibfile).parent.mkdir(parents=True, exist_ok=True)
         (folder / bibfile).touch()
     (folder / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n  - file: notebooks/01_tiny\n")
     (folder / "book").mkdir(exist_ok=True)
-    (folder / "book" / "intro.md").write_text("# A tiny book\n\nOne chapter.\n")
+    (folder / "book" / "intro.md").write_text("# A tiny book\n\nOne chapter, in version {{ book_version }}.\n")
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# A tiny chapter")])
     for cell in cells:
         source, tags = cell if isinstance(cell, tuple) else (cell, [])
@@ -195,6 +197,17 @@ def test_a_failing_cell_fails_the_build_and_check_book_names_it(tmp_path, book_c
 def test_a_passing_notebook_builds_and_check_book_passes(passing_book):
     result = check_book(passing_book)
     assert result.returncode == 0, result.stdout
+
+
+def test_every_page_shows_the_version_and_the_licences_in_its_footer(passing_book):
+    version = yaml.safe_load((ROOT / "CITATION.cff").read_text())["version"]
+    for page in ("book/intro.html", "notebooks/01_tiny.html"):
+        html = (passing_book / "_build" / "html" / page).read_text()
+        footer = html[html.index('class="extra_footer"'):]
+        assert f"Version {version}." in footer, f"{page}: the footer does not show version {version}"
+        assert "https://creativecommons.org/licenses/by/4.0/" in footer and "LICENSE-2.0" in footer, page
+    intro = (passing_book / "_build" / "html" / "book" / "intro.html").read_text()
+    assert f"One chapter, in version {version}." in intro, "a page's {{ book_version }} is not the version"
 
 
 def edit_executed_copy(book, edit):
