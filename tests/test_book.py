@@ -73,6 +73,15 @@ def test_notebook_follows_the_chapter_conventions(notebook):
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
+def test_setup_cell_ends_with_a_statement(notebook):
+    """A cell that ends with an expression shows its value: prepare()'s empty list was a stray `[]` on every page."""
+    import ast
+
+    last = ast.parse(code_cells(notebook)[0]).body[-1]
+    assert not isinstance(last, ast.Expr), f"{notebook.name}: the set-up cell's last line shows its value on the page"
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
 def test_setup_cell_uses_the_repository_url_from_config(notebook):
     urls = re.findall(r'REPO_URL = "([^"]+)"', code_cells(notebook)[0])
     assert urls == [REPO_URL], f"{notebook.name}: set REPO_URL to repository.url of _config.yml ({REPO_URL})"
