@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from utils.environment import EXTRAS_FILE, MINIMUM_VERSIONS, _version_tuple  # noqa: E402
+from utils.environment import EXTRAS_FILE, MINIMUM_VERSIONS, _version_tuple, read_requirements  # noqa: E402
 
 
 def normalise(name: str) -> str:
@@ -43,16 +43,8 @@ def read_manifest(path: Path) -> dict[str, str]:
 
 
 def pins(path: Path) -> dict[str, str]:
-    """{normalised name: version} of a requirements file's `name==version` lines; `-r other.txt` lines are skipped."""
-    found = {}
-    for line in path.read_text().splitlines():
-        line = line.split("#")[0].strip()
-        if line and not line.startswith("-"):
-            name, pinned, version = line.partition("==")
-            if not pinned:
-                raise ValueError(f"{path}: {line!r} is not pinned as name==version")
-            found[normalise(name)] = version.strip()
-    return found
+    """{normalised name: version} of a requirements file's pins (``read_requirements``)."""
+    return {normalise(name): version for name, version in (r.split("==") for r in read_requirements(path))}
 
 
 def report(manifest: dict[str, str], root: Path = ROOT) -> tuple[list[str], list[str]]:

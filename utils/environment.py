@@ -37,9 +37,10 @@ def installed_version(name: str) -> str | None:
 
 
 def read_requirements(path: str | Path) -> list[str]:
-    """The ``name==version`` lines of a pip requirements file, without comments or blank lines."""
+    """The ``name==version`` lines of a pip requirements file, without comments, blank lines or pip options
+    (``-r other.txt``, ``-c constraints.txt``: the other file's pins are not this file's)."""
     lines = [line.split("#")[0].strip() for line in Path(path).read_text().splitlines()]
-    requirements = [line for line in lines if line]
+    requirements = [line for line in lines if line and not line.startswith("-")]
     for line in requirements:
         if "==" not in line:
             raise ValueError(f"{path}: {line!r} is not pinned as name==version")
