@@ -278,7 +278,7 @@ def make_dataset(
         image = tf.where(high > low, (image - low) / tf.maximum(high - low, 1e-6), tf.zeros_like(image))
         image = tf.cast(tf.round(image * 255.0), tf.uint8)
         # A pixel of the small mask is foreground when at least half of the full-size pixels it covers are:
-        # nearest-neighbour sampling would keep one pixel in ~11 per side at 96 px and can lose a thin crescent.
+        # nearest-neighbour sampling would keep one pixel in 16 per side at 64 px and can lose a thin crescent.
         covered = tf.image.resize(tf.cast(mask, tf.float32), size, "area")
         return image, tf.cast(covered >= 0.5, tf.uint8)
 

@@ -53,7 +53,7 @@ def triplet_postprocess(probabilities: np.ndarray, top: float = 0.75, min_area: 
     """The 1st-place solution's "triplet" thresholding: decide per image, then draw the mask.
 
     1. Count the pixels above ``top``. If there are fewer than ``min_area`` (scaled from a ``reference_size``
-       square image to this one: 2000 pixels at 1024 px are 2000 * (96 / 1024)**2, about 18, at 96 px), the
+       square image to this one: 2000 pixels at 1024 px are 2000 * (64 / 1024)**2, about 8, at 64 px), the
        image is called empty and its whole mask is 0.
     2. Otherwise the mask is every pixel above ``bottom`` (a lower threshold, so the outline is generous).
 

@@ -144,7 +144,7 @@ def failure_mode(predicted_positive: float, nearly_all: float = 0.9) -> str:
 
 
 def default_min_predicted_area(image_size: int) -> int:
-    """0.2% of the image's pixels: 18 at 96x96, 524 at 512x512, about 2,100 at 1024x1024."""
+    """0.2% of the image's pixels: 8 at 64x64, 18 at 96x96, 524 at 512x512, about 2,100 at 1024x1024."""
     return round(0.002 * image_size**2)
 
 
