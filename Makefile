@@ -63,17 +63,20 @@ $(COLAB_STAMP): requirements-colab.txt requirements-colab-extras.txt requirement
 	$(COLAB_VENV)/bin/python -m pip install -q -r requirements-colab.txt -r requirements-test.txt -c requirements-colab-lock.txt
 	touch $@
 
-# The book on Colab's own stack (requirements-colab.txt, in .venv-colab): the unit tests, then every notebook
-# under nbval with the set-up cell's Colab branch taken offline: a stand-in google.colab module imported at
+# The book on Colab's own stack (requirements-colab.txt, in .venv-colab): the unit tests, side by side with every
+# notebook under nbval (as in `make test`) with the set-up cell's Colab branch taken offline: a stand-in google.colab module imported at
 # kernel start (as Colab does), the clone redirected to this checkout's committed `main`, the guarded install
 # finding everything present.
 test-colab: $(COLAB_STAMP)
-	$(COLAB_VENV)/bin/python -m pytest tests
 	rm -rf $(COLAB_WORK) && mkdir -p $(COLAB_WORK)/ipython/profile_default/startup
 	cp tests/colab_standin.py $(COLAB_WORK)/ipython/profile_default/startup/
+	$(COLAB_VENV)/bin/python -m pytest tests > $(COLAB_WORK)/unit-tests.log 2>&1 & unit=$$!; \
 	IPYTHONDIR=$(CURDIR)/$(COLAB_WORK)/ipython UNET_BOOK_DIR=$(CURDIR)/$(COLAB_WORK)/pneumothorax-unet \
 	GIT_CONFIG_COUNT=1 GIT_CONFIG_KEY_0=url.file://$(CURDIR).insteadOf GIT_CONFIG_VALUE_0=$(REPO_URL) \
-	$(COLAB_VENV)/bin/python -m pytest --nbval-lax --nbval-cell-timeout=900 -p no:cacheprovider notebooks
+	$(COLAB_VENV)/bin/python -m pytest --nbval-lax --nbval-cell-timeout=900 -p no:cacheprovider notebooks; \
+	notebooks=$$?; wait $$unit; tests=$$?; cat $(COLAB_WORK)/unit-tests.log; \
+	if [ $$tests -ne 0 ]; then echo "The unit tests failed on Colab's stack (output above)."; fi; \
+	[ $$notebooks -eq 0 ] && [ $$tests -eq 0 ]
 
 # After a build (make book or make test): per-chapter run times from the execution cache, reading times, the
 # workshop schedules, and the README's marked blocks, all written from result files in benchmarks/results.
