@@ -5,7 +5,9 @@
 MANIFEST is a `pip freeze` of Colab's runtime, as googlecolab/backend-info publishes it (pip-freeze.txt); the
 weekly workflow (.github/workflows/weekly.yml) downloads it. Compared:
 
-- every pin of requirements-colab.txt (the stack `make test-colab` tests) with the manifest's version;
+- every pin of requirements-colab.txt (the oldest stack, which `make test-colab` tests) with the manifest's
+  version: Colab below a pin means the book is no longer tested on what Colab runs (a problem); Colab above a
+  pin is reported, since Colab's version then lies between the oldest stack and the newest (`make test`);
 - the book's minimum versions (utils/environment.py, MINIMUM_VERSIONS) with the manifest's: a Colab below them
   can no longer run the book;
 - requirements-colab-extras.txt (what the set-up cell installs): a package Colab now ships is reported, since
@@ -56,8 +58,11 @@ def report(manifest: dict[str, str], root: Path = ROOT) -> tuple[list[str], list
         found = manifest.get(name)
         if found is None:
             problems.append(f"- `{name}=={pinned}` is pinned in requirements-colab.txt, but Colab no longer lists it")
+        elif _version_tuple(found) < _version_tuple(pinned):
+            problems.append(f"- `{name}`: requirements-colab.txt pins {pinned}, Colab has {found}, which is older: "
+                            "test the book on it (lower the pin)")
         elif found != pinned:
-            problems.append(f"- `{name}`: requirements-colab.txt pins {pinned}, Colab has {found}")
+            notes.append(f"- `{name}`: Colab has {found}, newer than the oldest tested stack's {pinned}")
     for name, minimum in MINIMUM_VERSIONS.items():
         found = manifest.get(normalise(name))
         if found is None or _version_tuple(found) < _version_tuple(minimum):
@@ -75,7 +80,7 @@ def main(argv: list[str]) -> int:
         return 2
     problems, notes = report(read_manifest(Path(argv[0])))
     print("## Colab's manifest against the book's pins\n")
-    print("\n".join(problems) if problems else "Every pin of requirements-colab.txt is Colab's version.")
+    print("\n".join(problems) if problems else "Colab has no package older than requirements-colab.txt pins.")
     if notes:
         print("\nNotes:\n" + "\n".join(notes))
     return 1 if problems else 0

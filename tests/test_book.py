@@ -96,10 +96,10 @@ def test_config_sets_the_launch_buttons_and_the_execution_cache():
     assert CONFIG["execute"]["execute_notebooks"] == "cache"
 
 
-def run_setup_cell_as_colab(notebook, monkeypatch, tmp_path, missing=(), versions=None):
-    """Run a notebook's set-up cell as Colab would, offline: a stand-in google.colab module, a fake clone, and
-    pip commands recorded instead of run. ``missing`` distributions look uninstalled; ``versions`` overrides
-    what others report. Returns the recorded commands."""
+def run_setup_cell_as_colab(notebook, monkeypatch, tmp_path, missing=(), versions=None, platform="colab"):
+    """Run a notebook's set-up cell as Colab (or Kaggle) would, offline: a stand-in google.colab module (or Kaggle's
+    KAGGLE_KERNEL_RUN_TYPE variable), a fake clone, and pip commands recorded instead of run. ``missing``
+    distributions look uninstalled; ``versions`` overrides what others report. Returns the recorded commands."""
     from utils import environment
 
     calls = []
@@ -113,7 +113,12 @@ def run_setup_cell_as_colab(notebook, monkeypatch, tmp_path, missing=(), version
     real_version = environment.installed_version
     overrides = {**dict.fromkeys(missing), **(versions or {})}
     monkeypatch.setattr(environment, "installed_version", lambda name: overrides.get(name, real_version(name)))
-    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    if platform == "colab":
+        monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+        monkeypatch.delenv("KAGGLE_KERNEL_RUN_TYPE", raising=False)
+    else:
+        monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+        monkeypatch.setenv("KAGGLE_KERNEL_RUN_TYPE", "Interactive")
     monkeypatch.setattr(subprocess, "run", run)
     monkeypatch.setattr(sys, "path", list(sys.path))
     monkeypatch.setenv("UNET_BOOK_DIR", str(tmp_path / "book"))
@@ -124,12 +129,14 @@ def run_setup_cell_as_colab(notebook, monkeypatch, tmp_path, missing=(), version
     return calls
 
 
+@pytest.mark.parametrize("platform", ["colab", "kaggle"])
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
-def test_colab_setup_installs_only_what_colab_lacks(notebook, monkeypatch, tmp_path):
+def test_colab_setup_installs_only_what_colab_lacks(notebook, platform, monkeypatch, tmp_path):
     from utils import environment
 
     extras = environment.read_requirements(ROOT / environment.EXTRAS_FILE)
-    (install,) = run_setup_cell_as_colab(notebook, monkeypatch, tmp_path, missing=[r.split("==")[0] for r in extras])
+    missing = [r.split("==")[0] for r in extras]
+    (install,) = run_setup_cell_as_colab(notebook, monkeypatch, tmp_path, missing=missing, platform=platform)
     assert install[1:4] == ["-m", "pip", "install"] and "-q" not in install  # pip's output (and prompts) stay visible
     constraints_file = install[install.index("-c") + 1]
     assert install[install.index("-c") + 2:] == extras
@@ -140,8 +147,9 @@ def test_colab_setup_installs_only_what_colab_lacks(notebook, monkeypatch, tmp_p
         assert f"{name}=={environment.installed_version(name)}" in constraints
 
 
-def test_colab_setup_run_twice_installs_nothing(monkeypatch, tmp_path):
-    assert run_setup_cell_as_colab(NOTEBOOKS[0], monkeypatch, tmp_path) == []
+@pytest.mark.parametrize("platform", ["colab", "kaggle"])
+def test_colab_setup_run_twice_installs_nothing(platform, monkeypatch, tmp_path):
+    assert run_setup_cell_as_colab(NOTEBOOKS[0], monkeypatch, tmp_path, platform=platform) == []
 
 
 def test_colab_setup_says_what_to_do_on_an_old_runtime(monkeypatch, tmp_path, capsys):
@@ -160,10 +168,12 @@ def test_colab_extras_and_colab_pins():
     assert set(extras) <= runtime, "the Colab extras must be the versions that requirements.txt pins"
     colab = (ROOT / "requirements-colab.txt").read_text()
     assert f"-r {environment.EXTRAS_FILE}" in colab
-    for pin in ("tensorflow==2.20.0", "keras==3.13.2", "numpy==2.1.3", "pandas==2.2.3"):  # Colab's, Aug 2026
+    # The older of Colab's (Aug 2026) and Kaggle's (Aug 2026) versions: the oldest stack the book supports
+    for pin in ("tensorflow==2.20.0", "keras==3.13.2", "numpy==2.0.2", "pandas==2.2.2", "scikit-learn==1.6.1"):
         assert pin in colab.splitlines()
         name, version = pin.split("==")
-        assert environment._version_tuple(version) >= environment._version_tuple(environment.MINIMUM_VERSIONS[name])
+        minimum = environment.MINIMUM_VERSIONS.get(name, "0")
+        assert environment._version_tuple(version) >= environment._version_tuple(minimum)
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
@@ -173,6 +183,8 @@ def test_chapter_opens_with_text_and_a_colab_badge(notebook):
     badge = f"{CONFIG['launch_buttons']['colab_url']}/github/{repository}/blob/{branch}/notebooks/{notebook.name}"
     first = "".join(cells[0]["source"])
     assert f"]({badge})" in first, f"{notebook.name}: the first cell needs a badge linking {badge}"
+    kaggle = f"https://kaggle.com/kernels/welcome?src={REPO_URL}/blob/{branch}/notebooks/{notebook.name}"
+    assert f"]({kaggle})" in first, f"{notebook.name}: the first cell needs an Open in Kaggle badge linking {kaggle}"
     setup = next(c for c in cells if c["cell_type"] == "code")
     assert "hide-input" in setup["metadata"].get("tags", []), f"{notebook.name}: fold the set-up cell (tag hide-input)"
 
@@ -211,6 +223,7 @@ def test_local_branch_of_the_setup_cell(monkeypatch):
     monkeypatch.setattr(sys, "path", list(sys.path))
     monkeypatch.chdir(ROOT / "notebooks")
     monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    monkeypatch.delenv("KAGGLE_KERNEL_RUN_TYPE", raising=False)
     exec(compile(code_cells(NOTEBOOKS[0])[0], "setup-cell", "exec"), {})
     assert sys.path[0] == str(ROOT)
 

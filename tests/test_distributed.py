@@ -10,7 +10,7 @@ import warnings
 import numpy as np
 import pytest
 
-from utils.distributed import free_ports, launch_cluster, tf_config, wait_for
+from utils.distributed import free_ports, launch_cluster, start, tf_config, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +39,22 @@ def test_launch_cluster_closes_its_log_files(tmp_path):
     assert not [w for w in caught if issubclass(w.category, ResourceWarning)], [str(w.message) for w in caught]
     assert wait_for(processes, timeout=60) == [0, 0]
     assert all("usage:" in (logs / f"worker-{i}.log").read_text() for i in (0, 1))
+
+
+def test_worker_processes_start_without_the_gpu_unless_given_one(tmp_path, monkeypatch):
+    # On a GPU runtime the notebook's kernel holds the GPU: the workers of chapters 8 and 10 (utils.distributed,
+    # utils.tuning, both started by start()) must not try to take it as well.
+    (tmp_path / "show_environment.py").write_text(
+        "import json, os\n"
+        "print(json.dumps({k: os.environ.get(k) for k in ('CUDA_VISIBLE_DEVICES', 'TF_FORCE_GPU_ALLOW_GROWTH')}))\n")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")  # what the kernel's own process may see
+    default = start("show_environment", [], tmp_path / "default.log")
+    given = start("show_environment", [], tmp_path / "given.log", CUDA_VISIBLE_DEVICES="1")
+    assert wait_for([default, given], timeout=60) == [0, 0]
+    seen = [json.loads((tmp_path / f"{name}.log").read_text()) for name in ("default", "given")]
+    assert seen[0] == {"CUDA_VISIBLE_DEVICES": "", "TF_FORCE_GPU_ALLOW_GROWTH": "true"}
+    assert seen[1] == {"CUDA_VISIBLE_DEVICES": "1", "TF_FORCE_GPU_ALLOW_GROWTH": "true"}
 
 
 def test_two_workers_train_and_keep_identical_weights(arrays, tmp_path):

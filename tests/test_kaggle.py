@@ -147,3 +147,58 @@ def test_data_root_prefers_real_data_and_falls_back_to_the_sample(tmp_path, monk
     root, description = source.data_root()  # a named tuple: it unpacks too
     assert root == tmp_path / "sample" and "sample" in description
     assert "using the bundled sample" in capsys.readouterr().out
+
+
+def attach(input_dir, layout):
+    """Files in the layout of one of Kaggle's attached inputs (empty files: discovery looks at names only)."""
+    for name in layout:
+        path = input_dir / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("")
+
+
+SEESEE = ["siim-train-test/siim/dicom-images-train/1.2.3/1.2.4/1.2.5.dcm", "siim-train-test/siim/train-rle.csv",
+          "siim-train-test/siim/dicom-images-test/1.2.6/1.2.7/1.2.8.dcm"]
+JESPERDRAMSCH = ["siim-acr-pneumothorax-segmentation-data/pneumothorax/dicom-images-train/1.2/1.3/1.4.dcm",
+                 "siim-acr-pneumothorax-segmentation-data/pneumothorax/train-rle.csv"]
+COMPETITION = ["siim-acr-pneumothorax-segmentation/stage_2_images/ID_0011fe81e.dcm",
+               "siim-acr-pneumothorax-segmentation/stage_2_train.csv"]
+
+
+@pytest.mark.parametrize("layout, expected", [
+    (SEESEE, "siim-train-test/siim"),
+    (JESPERDRAMSCH, "siim-acr-pneumothorax-segmentation-data/pneumothorax"),
+    (["datasets/seesee/" + name for name in SEESEE], "datasets/seesee/siim-train-test/siim"),  # one level deeper
+    (COMPETITION + SEESEE, "siim-train-test/siim"),  # the competition's files beside a mirror: the mirror
+], ids=["seesee", "jesperdramsch", "nested", "competition-and-mirror"])
+def test_on_kaggle_the_attached_data_is_found_with_no_setting(tmp_path, monkeypatch, layout, expected):
+    attach(tmp_path / "input", layout)
+    monkeypatch.delenv("SIIM_DATA_DIR", raising=False)
+    monkeypatch.setenv("UNET_BOOK_KAGGLE_INPUT", str(tmp_path / "input"))
+    monkeypatch.setenv("KAGGLE_KERNEL_RUN_TYPE", "Interactive")
+    found = source.data_root()
+    assert found.path == tmp_path / "input" / expected and "attached to this Kaggle notebook" in found.description
+
+
+def test_kaggle_without_training_images_uses_the_sample_and_says_what_to_attach(tmp_path, monkeypatch, capsys):
+    attach(tmp_path / "input", COMPETITION)  # the competition's own download: stage-2 test images only
+    monkeypatch.delenv("SIIM_DATA_DIR", raising=False)
+    monkeypatch.setenv("UNET_BOOK_KAGGLE_INPUT", str(tmp_path / "input"))
+    monkeypatch.setenv("KAGGLE_KERNEL_RUN_TYPE", "Batch")
+    monkeypatch.setattr("utils.sample.ensure_sample", lambda: tmp_path / "sample")
+    assert source.kaggle_attached_data() is None
+    assert source.data_root().path == tmp_path / "sample"
+    assert "seesee/siim-train-test" in capsys.readouterr().out
+
+
+def test_attached_data_is_used_only_on_kaggle_and_siim_data_dir_comes_first(tmp_path, monkeypatch):
+    attach(tmp_path / "input", SEESEE)
+    monkeypatch.setenv("UNET_BOOK_KAGGLE_INPUT", str(tmp_path / "input"))
+    monkeypatch.delenv("SIIM_DATA_DIR", raising=False)
+    monkeypatch.delenv("KAGGLE_KERNEL_RUN_TYPE", raising=False)
+    monkeypatch.setattr("utils.sample.ensure_sample", lambda: tmp_path / "sample")
+    assert source.data_root().path == tmp_path / "sample"  # not on Kaggle: the folder is not looked at
+    make_sample(tmp_path / "mine", num_train=2, num_test=0)
+    monkeypatch.setenv("KAGGLE_KERNEL_RUN_TYPE", "Interactive")
+    monkeypatch.setenv("SIIM_DATA_DIR", str(tmp_path / "mine"))
+    assert source.data_root().path == tmp_path / "mine"

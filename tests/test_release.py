@@ -52,16 +52,25 @@ def test_the_drift_check_passes_when_colab_has_the_pinned_versions(tmp_path):
     assert problems == [] and notes == []
 
 
-def test_the_drift_check_fails_on_a_new_colab_version_and_on_a_colab_below_the_minimum(tmp_path):
+def test_the_drift_check_fails_on_a_colab_older_than_a_pin_or_the_minimum_and_notes_a_newer_one(tmp_path):
     path = manifest_matching_the_pins(tmp_path)
     text = path.read_text().replace("tensorflow==2.20.0", "tensorflow==2.19.0").replace("keras==", "Keras==")
     path.write_text(text.replace("scipy==", "scipy==9.9.9\n# was scipy==") + "pydicom==3.0.1\n")
     result = subprocess.run([sys.executable, str(ROOT / "tests" / "check_colab_pins.py"), str(path)],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 1, result.stdout
-    assert "`tensorflow`: requirements-colab.txt pins 2.20.0, Colab has 2.19.0" in result.stdout
+    assert "`tensorflow`: requirements-colab.txt pins 2.20.0, Colab has 2.19.0, which is older" in result.stdout
     assert "`tensorflow`: Colab has 2.19.0, below the book's minimum 2.20" in result.stdout
-    assert "`scipy`: requirements-colab.txt pins" in result.stdout and "Colab has 9.9.9" in result.stdout
+    assert "`scipy`: Colab has 9.9.9, newer than the oldest tested stack's" in result.stdout  # a note
+    text = path.read_text().replace("tensorflow==2.19.0", "tensorflow==2.20.0")
+    path.write_text(text.replace("pandas==", "pandas==2.2.1\n# was pandas=="))
+    result = subprocess.run([sys.executable, str(ROOT / "tests" / "check_colab_pins.py"), str(path)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and "`pandas`: requirements-colab.txt pins 2.2.2, Colab has 2.2.1" in result.stdout
+    path.write_text(text)
+    result = subprocess.run([sys.executable, str(ROOT / "tests" / "check_colab_pins.py"), str(path)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "newer than the oldest tested stack" in result.stdout, result.stdout
     assert "`keras`" not in result.stdout  # names compare as pip compares them: Keras is keras
     assert "`pydicom`: Colab now ships 3.0.1" in result.stdout
 

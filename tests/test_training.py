@@ -196,6 +196,40 @@ def test_the_xla_choice_reaches_compile(small_sample, tmp_path, monkeypatch):
     assert seen == {"jit_compile": True}
 
 
+@pytest.mark.filterwarnings("ignore:The least populated class in y:UserWarning")  # 24 images, as above
+def test_the_gpu_path_mixed_precision_and_xla_trains_saves_and_predicts(small_sample, tmp_path, monkeypatch):
+    """What every GPU reader runs in full mode: mixed_float16 with XLA, on a compiled step holding the loss and all
+    the metrics (competition score, positive Dice, IoU), the checkpoint and the resume backup; then the saved model
+    predicts. On a CPU both work, slowly, so CI runs it at full mode's code path with smaller sizes."""
+    import dataclasses
+
+    from utils import train
+    from utils.config import get_config
+    from utils.data import make_dataset
+
+    def gpu_setup():  # configure_device on a GPU, pretended: the policy is really set
+        keras.mixed_precision.set_global_policy("mixed_float16")
+        return train.DeviceSetup("a GPU, pretended", True, True)
+
+    monkeypatch.setattr(train, "configure_device", gpu_setup)
+    config = dataclasses.replace(get_config("full"), image_size=64, num_epochs=1, batch_size=4)
+    try:
+        run = train.train(small_sample, tmp_path, config)
+        assert run.model.jit_compile is True and run.model.dtype_policy.name == "mixed_float16"
+        assert run.model.layers[-1].compute_dtype == "float32"  # the sigmoid output, for a stable loss
+        log = pd.read_csv(tmp_path / "log.csv")
+        assert list(log["epoch"]) == [0]
+        logged = ["loss", "competition_score", "positive_dice", "iou", "val_loss", "val_competition_score"]
+        assert np.isfinite(log[logged].to_numpy()).all(), log
+        best = keras.models.load_model(tmp_path / "best.keras")
+        validation = run.splits[run.splits["split"] == "validation"]
+        probabilities, masks = evaluate.predict(best, make_dataset(validation, config.image_size, config.batch_size))
+        assert probabilities.shape == masks.shape[:3] and probabilities.dtype == np.float32
+        assert np.isfinite(probabilities).all() and 0 <= probabilities.min() <= probabilities.max() <= 1
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
 @pytest.mark.filterwarnings("ignore:The least populated class in y:UserWarning")
 def test_a_hyperparameter_file_drives_the_command_line_trainer(small_sample, tmp_path, capsys):
     """What a search writes, ``python -m utils.train --hyperparameters`` trains: the searched widths and depth."""

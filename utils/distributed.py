@@ -61,8 +61,16 @@ def start(module: str, arguments: list[str], log_path: str | Path, **environment
 
     Its output (stdout and stderr) goes to ``log_path``; the file is closed here once the process has started
     (the process keeps its own handle). Wait for it with ``wait_for``, which enforces a time limit.
+
+    The process sees no GPU (``CUDA_VISIBLE_DEVICES`` empty): on a GPU runtime the notebook's kernel already holds
+    the GPU's memory, and a second TensorFlow process that tried to take it too would fail. The workers of the
+    chapters demonstrate the mechanics, which the CPU shows. To give a process a GPU, pass
+    ``CUDA_VISIBLE_DEVICES="0"`` (for example) in ``environment``; it then allocates GPU memory as it needs it
+    (``TF_FORCE_GPU_ALLOW_GROWTH``) rather than all at once.
     """
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1", **environment)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1", CUDA_VISIBLE_DEVICES="",
+               TF_FORCE_GPU_ALLOW_GROWTH="true")
+    env.update(environment)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), env.get("PYTHONPATH", "")])
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,8 @@
 """What the book needs from its Python environment, and the guarded install that the set-up cells run in Colab.
 
 The book's code works on a range of versions, not just on the exact pins of ``requirements.txt``:
-``MINIMUM_VERSIONS`` below (Colab's stack of August 2026 is the oldest that is tested, by ``make test-colab``).
+``MINIMUM_VERSIONS`` below: the oldest of Colab's and Kaggle's stacks of August 2026 (numpy 2.0 and pandas 2.2.2
+on Kaggle and on Colab's 2026.07 runtime), which ``make test-colab`` tests.
 In Colab the set-up cell installs only what the runtime lacks, listed in ``requirements-colab-extras.txt``, and
 never touches the packages in ``NEVER_INSTALL``: Colab imports numpy when the kernel starts, and replacing it (or
 TensorFlow, or pandas, which Colab's own package pins) would need a runtime restart or break the runtime.
@@ -19,7 +20,7 @@ from pathlib import Path
 
 EXTRAS_FILE = "requirements-colab-extras.txt"
 MINIMUM_PYTHON = (3, 11)
-MINIMUM_VERSIONS = {"tensorflow": "2.20", "keras": "3.13", "numpy": "2.1", "pandas": "2.2"}
+MINIMUM_VERSIONS = {"tensorflow": "2.20", "keras": "3.13", "numpy": "2.0", "pandas": "2.2"}
 NEVER_INSTALL = ("tensorflow", "keras", "numpy", "pandas", "scipy", "scikit-learn", "matplotlib")
 
 
@@ -92,7 +93,8 @@ def prepare(book_dir: str | Path, install_missing: bool) -> list[str]:
     if problems:
         print(
             "This runtime is older than the book needs: " + "; ".join(problems) + ". In Colab choose Runtime > "
-            "Change runtime type > Runtime version: Latest, then run this cell again; elsewhere, install the "
+            "Change runtime type > Runtime version: Latest (or 2026.07, the oldest that works), then run this cell "
+            "again; on Kaggle, choose the latest environment in the notebook's settings; elsewhere, install the "
             "book's environment (`make book` creates it in .venv)."
         )
     return installed

@@ -1,4 +1,5 @@
-"""Where the data comes from: the real SIIM-ACR data when ``$SIIM_DATA_DIR`` holds it, else the bundled sample.
+"""Where the data comes from: the real SIIM-ACR data when ``$SIIM_DATA_DIR`` holds it, or when Kaggle Notebooks has
+it attached under ``/kaggle/input``; else the bundled sample.
 
 Every chapter reads the folder that ``data_root()`` returns, through the same code for both.
 
@@ -10,12 +11,17 @@ attached ``/kaggle/input/...``) is judged by its files alone.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import NamedTuple
 
 from utils.config import DATA_VARIABLE, data_dir
 
 LABEL_FILES = ("train-rle.csv", "stage_2_train.csv")  # the seesee mirror's and the competition's stage 2
+KAGGLE_VARIABLE = "KAGGLE_KERNEL_RUN_TYPE"  # set in every Kaggle notebook's kernel
+KAGGLE_INPUT = Path("/kaggle/input")  # where Kaggle attaches datasets and competitions, read-only
+KAGGLE_INPUT_VARIABLE = "UNET_BOOK_KAGGLE_INPUT"  # another folder to search instead of KAGGLE_INPUT (tests)
+TRAINING_IMAGES = "dicom-images-train"  # the mirrors' folder of labelled training DICOMs
 IMAGE_SHAPE = (1024, 1024)  # rows, columns of every SIIM-ACR radiograph (and of the sample's)
 
 
@@ -47,8 +53,31 @@ def is_complete(root: str | Path) -> bool:
     return holds_data_files(root) and not interrupted_download(root)
 
 
+def on_kaggle() -> bool:
+    """True in a Kaggle notebook's kernel (``KAGGLE_KERNEL_RUN_TYPE`` is set there)."""
+    return KAGGLE_VARIABLE in os.environ
+
+
+def kaggle_attached_data() -> Path | None:
+    """The SIIM training data attached to a Kaggle notebook, found with no setting, or None.
+
+    Searches ``/kaggle/input`` (or ``$UNET_BOOK_KAGGLE_INPUT``) up to four folders deep for ``dicom-images-train``
+    beside a label CSV: the layout of both mirrors, ``seesee/siim-train-test`` (``siim/dicom-images-train``,
+    ``siim/train-rle.csv``) and ``jesperdramsch/siim-acr-pneumothorax-segmentation-data``
+    (``pneumothorax/dicom-images-train``). Returns the folder that holds both. The competition's own files
+    (``stage_2_images``: the stage-2 *test* images) hold no training image and are not chosen.
+    """
+    base = Path(os.environ.get(KAGGLE_INPUT_VARIABLE, KAGGLE_INPUT))
+    for depth in range(1, 5):
+        for images in sorted(base.glob("/".join(["*"] * depth) + f"/{TRAINING_IMAGES}")):
+            if images.is_dir() and any((images.parent / name).is_file() for name in LABEL_FILES):
+                return images.parent
+    return None
+
+
 def data_root() -> DataSource:
-    """The folder the chapters read: ``$SIIM_DATA_DIR`` when it holds the data, else the bundled sample.
+    """The folder the chapters read: ``$SIIM_DATA_DIR`` when it holds the data; on Kaggle, the SIIM data attached
+    to the notebook (``kaggle_attached_data``); else the bundled sample.
 
     If SIIM_DATA_DIR is set but incomplete (no label CSV and DICOM files, or an interrupted download), says so
     and uses the sample (created on first use). Nothing in SIIM_DATA_DIR is deleted.
@@ -56,6 +85,12 @@ def data_root() -> DataSource:
     from utils.sample import ensure_sample  # imports pydicom and scipy: only when the sample is needed
 
     configured = data_dir()
+    if configured is None and on_kaggle():
+        attached = kaggle_attached_data()
+        if attached is not None:
+            return DataSource(attached, f"the data attached to this Kaggle notebook, {attached}")
+        print("No SIIM training data is attached to this Kaggle notebook (Add Input: the dataset "
+              "seesee/siim-train-test); using the bundled sample.")
     if configured is not None:
         if is_complete(configured):
             return DataSource(configured, f"the real data in {configured} (from {DATA_VARIABLE})")

@@ -96,17 +96,19 @@ class UNetHyperModel(keras_tuner.HyperModel):
     each trial's last epoch; the book trains the chosen hyperparameters again with ``utils.train`` instead.
     """
 
-    def __init__(self, image_size: int, seed: int = 42, epoch: tf.Variable | None = None):
+    def __init__(self, image_size: int, seed: int = 42, epoch: tf.Variable | None = None, jit_compile: bool = False):
         super().__init__(name="unet")
         self.image_size = image_size
         self.seed = seed
+        self.jit_compile = jit_compile  # XLA, as utils.train uses it: pass configure_device().jit_compile
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False) if epoch is None else epoch
 
     def build(self, hp: keras_tuner.HyperParameters) -> keras.Model:
         """The compiled U-Net for ``hp``'s base_filters, depth, loss and learning_rate, from ``seed``'s weights."""
         keras.utils.set_random_seed(self.seed)  # Keras draws the initial weights from the global seed
         values = {name: hp.get(name) for name in HYPERPARAMETERS}
-        return model_from_hyperparameters(values, self.image_size)  # what utils.train builds from the same values
+        # What utils.train builds from the same values; the mixed-precision policy is configure_device's, global.
+        return model_from_hyperparameters(values, self.image_size, self.jit_compile)
 
     def fit(self, hp: keras_tuner.HyperParameters, model: keras.Model, *args, **kwargs) -> dict[str, float]:
         """``model.fit(*args, **kwargs)`` from the trial's seed, with ``epoch`` set at each epoch's start; returns
@@ -159,18 +161,21 @@ def grid_resume_fixed(version: str | None = None) -> bool:
 
 def grid_search(image_size: int, directory: str | os.PathLike, project_name: str = "grid",
                 max_trials: int | None = None, hyperparameters: keras_tuner.HyperParameters | None = None,
-                seed: int = 42, epoch: tf.Variable | None = None, **kwargs) -> keras_tuner.Tuner:
+                seed: int = 42, epoch: tf.Variable | None = None, jit_compile: bool = False,
+                **kwargs) -> keras_tuner.Tuner:
     """A grid-search tuner over ``hyperparameters`` (default: ``search_space()``) that resumes from ``directory``.
 
     The oracle is KerasTuner's GridSearchOracle where ``grid_resume_fixed()``, else ``ResumableGridSearchOracle``.
-    The hypermodel is ``UNetHyperModel(image_size, seed, epoch)``: build the training data with
-    ``tuner.hypermodel.epoch`` (or pass the ``epoch`` it was built with). ``kwargs`` go to ``keras_tuner.Tuner``
-    (for example ``distribution_strategy``).
+    The hypermodel is ``UNetHyperModel(image_size, seed, epoch, jit_compile)``: build the training data with
+    ``tuner.hypermodel.epoch`` (or pass the ``epoch`` it was built with). Call ``utils.train.configure_device``
+    first and pass its ``jit_compile``, so that the trials run with the numerics (mixed precision, XLA) of the
+    training that follows. ``kwargs`` go to ``keras_tuner.Tuner`` (for example ``distribution_strategy``).
     """
     oracle_class = keras_tuner.oracles.GridSearchOracle if grid_resume_fixed() else ResumableGridSearchOracle
     oracle = oracle_class(objective=OBJECTIVE, max_trials=max_trials, seed=seed,
                           hyperparameters=hyperparameters or search_space())
-    return keras_tuner.Tuner(oracle=oracle, hypermodel=UNetHyperModel(image_size, seed, epoch), directory=directory,
+    return keras_tuner.Tuner(oracle=oracle, hypermodel=UNetHyperModel(image_size, seed, epoch, jit_compile),
+                             directory=directory,
                              project_name=project_name, overwrite=False, **kwargs)
 
 
