@@ -86,6 +86,21 @@ def test_index_of_the_seesee_layout(small_sample):
         assert mask.sum() == sum(rle.decode(r, IMAGE_SHAPE).sum() for r in row.rles)
 
 
+def test_stage_2_labels_beside_a_mirror_label_its_test_images_too(small_sample, tmp_path):
+    """The winners' 12,047-image set: a mirror's dicom-images-train and dicom-images-test, labelled by the
+    competition's stage_2_train.csv (which covers the stage-1 training and test images) put beside them."""
+    root = tmp_path / "siim"
+    shutil.copytree(small_sample, root)
+    labels = pd.read_csv(small_sample / "train-rle.csv")
+    labels.columns = ["ImageId", "EncodedPixels"]
+    test_ids = [path.stem for path in (root / "dicom-images-test").rglob("*.dcm")]
+    stage_2 = pd.concat([labels, pd.DataFrame({"ImageId": test_ids, "EncodedPixels": "-1"})])
+    stage_2.to_csv(root / "stage_2_train.csv", index=False)
+    index = load_index(root)
+    assert find_label_file(root).name == "stage_2_train.csv"
+    assert len(index) == len(load_index(small_sample)) + len(test_ids) and set(test_ids) <= set(index["image_id"])
+
+
 def test_index_of_the_stage_2_layout(small_sample, tmp_path):
     root = tmp_path / "stage2"
     (root / "stage_2_images").mkdir(parents=True)

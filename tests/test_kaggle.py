@@ -1,8 +1,9 @@
 """The download path, offline: credential detection, no credentials, a failing or interrupted download, data present.
 
-Kaggle cannot be reached here: stand-in ``kaggle`` modules play the download."""
+Kaggle cannot be reached here: stand-in ``kagglehub`` modules play the download."""
 import sys
 import types
+from pathlib import Path
 
 import pytest
 
@@ -49,57 +50,82 @@ def test_credentials_from_colab_secrets(no_credentials, monkeypatch):
     assert "KAGGLE_API_TOKEN" in kaggle_download.find_kaggle_credentials()
 
 
-def test_download_without_credentials_explains_and_does_not_import_kaggle(no_credentials, tmp_path, capsys,
-                                                                          monkeypatch):
-    monkeypatch.delitem(sys.modules, "kaggle", raising=False)
+class KaggleApiHTTPError(Exception):
+    """What kagglehub raises for an HTTP error (its message starts with the status)."""
+
+
+def fake_kagglehub(monkeypatch, dataset_download):
+    """A stand-in ``kagglehub`` module whose ``dataset_download`` is ``dataset_download``."""
+    monkeypatch.setitem(sys.modules, "kagglehub", types.SimpleNamespace(dataset_download=dataset_download))
+
+
+def refuse(status):
+    def dataset_download(handle, output_dir=None):
+        raise KaggleApiHTTPError(f"{status} Client Error for url: https://www.kaggle.com/api/v1/datasets/{handle}")
+    return dataset_download
+
+
+def test_without_credentials_a_refusal_explains_how_to_log_in(no_credentials, tmp_path, capsys, monkeypatch):
+    fake_kagglehub(monkeypatch, refuse(401))
     assert kaggle_download.download(tmp_path / "data") is None
     out = capsys.readouterr().out
-    assert "No Kaggle credentials" in out and "KAGGLE_API_TOKEN" in out
-    assert "kaggle" not in sys.modules
+    assert "Kaggle credentials: none found" in out and "KAGGLE_API_TOKEN" in out and "kagglehub.login()" in out
+    assert all(f"{handle}: KaggleApiHTTPError: 401" in out for handle in kaggle_download.MIRRORS)  # both tried
+    assert not source.is_complete(tmp_path / "data")
 
 
-def test_failing_download_explains_and_keeps_existing_files(no_credentials, tmp_path, capsys, monkeypatch):
-    """With credentials but a download that fails (no network, 403): a message, None, and nothing deleted."""
-    monkeypatch.setenv("KAGGLE_USERNAME", "someone")
-    monkeypatch.setenv("KAGGLE_KEY", "0" * 32)
-    fake = types.ModuleType("kaggle")
+def test_a_mirror_that_is_gone_falls_back_to_the_next(no_credentials, tmp_path, capsys, monkeypatch):
+    calls = []
 
-    def refuse(*args, **kwargs):
-        raise ConnectionError("Failed to resolve 'api.kaggle.com'")
+    def dataset_download(handle, output_dir=None):
+        calls.append(handle)
+        if handle == "seesee/siim-train-test":
+            raise KaggleApiHTTPError("404 Client Error: Not Found for url: .../seesee/siim-train-test")
+        make_sample(Path(output_dir) / "pneumothorax-mirror", num_train=2, num_test=0)  # files unpacked there
+        return output_dir
 
-    fake.api = types.SimpleNamespace(dataset_download_files=refuse)
-    monkeypatch.setitem(sys.modules, "kaggle", fake)
+    fake_kagglehub(monkeypatch, dataset_download)
+    destination = tmp_path / "data"
+    assert kaggle_download.download(destination) == destination
+    assert calls == list(kaggle_download.MIRRORS)
+    marker = (destination / source.DOWNLOAD_COMPLETE).read_text()
+    assert "jesperdramsch/siim-acr-pneumothorax-segmentation-data" in marker
+    assert source.is_complete(destination)
+
+
+def test_a_403_or_no_network_explains_and_keeps_existing_files(no_credentials, tmp_path, capsys, monkeypatch):
+    """A download that fails on every mirror: one message naming each failure, None, and nothing deleted."""
     destination = tmp_path / "data"
     destination.mkdir()
     (destination / "partial.zip").write_bytes(b"half a download")
-    assert kaggle_download.download(destination) is None
-    out = capsys.readouterr().out
-    assert "failed" in out and "ConnectionError" in out and "403" in out
-    assert (destination / "partial.zip").exists()
+    for failure, expected in ((refuse(403), "403"), (refuse("Failed to resolve 'www.kaggle.com'"), "resolve")):
+        fake_kagglehub(monkeypatch, failure)
+        assert kaggle_download.download(destination) is None
+        out = capsys.readouterr().out
+        assert "The download failed" in out and expected in out and "rules have not been accepted" in out
+        assert (destination / "partial.zip").exists() and not source.is_complete(destination)
 
 
-def fake_kaggle(monkeypatch, download_files):
-    """Credentials in the environment and a stand-in ``kaggle`` module whose download calls ``download_files``."""
-    monkeypatch.setenv("KAGGLE_USERNAME", "someone")
-    monkeypatch.setenv("KAGGLE_KEY", "0" * 32)
-    fake = types.ModuleType("kaggle")
-    fake.api = types.SimpleNamespace(dataset_download_files=download_files)
-    monkeypatch.setitem(sys.modules, "kaggle", fake)
+def test_without_kagglehub_it_says_what_to_install(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "kagglehub", None)  # importing it fails
+    assert kaggle_download.download(tmp_path / "data") is None
+    assert "pip install kagglehub" in capsys.readouterr().out
 
 
 def test_an_interrupted_download_does_not_count_as_data(no_credentials, tmp_path, capsys, monkeypatch):
-    """Stopped after unpacking part of the archive: not data, a message naming the folder, nothing deleted;
+    """Stopped after unpacking part of the files: not data, a message naming the folder, nothing deleted;
     downloading again completes it."""
     destination = tmp_path / "data"
     calls = []  # the names in the destination when each download starts
 
-    def unpack(dataset, path, unzip, quiet):
+    def unpack(handle, output_dir=None):
         calls.append({p.name for p in destination.iterdir()})
-        make_sample(path, num_train=2, num_test=0)  # a label CSV and DICOM files, as a partial unzip leaves
+        make_sample(Path(output_dir), num_train=2, num_test=0)  # a label CSV and DICOM files, as a partial unpack
         if len(calls) == 1:
             raise KeyboardInterrupt  # the reader interrupts the kernel mid-download
+        return output_dir
 
-    fake_kaggle(monkeypatch, unpack)
+    fake_kagglehub(monkeypatch, unpack)
     with pytest.raises(KeyboardInterrupt):
         kaggle_download.download(destination)
     assert not source.is_complete(destination)  # though it holds a label CSV and DICOM files
@@ -119,11 +145,11 @@ def test_an_interrupted_download_does_not_count_as_data(no_credentials, tmp_path
 
 def test_a_download_that_fails_after_unpacking_some_files_does_not_count(no_credentials, tmp_path, capsys,
                                                                          monkeypatch):
-    def unpack_then_fail(dataset, path, unzip, quiet):
-        make_sample(path, num_train=2, num_test=0)
+    def unpack_then_fail(handle, output_dir=None):
+        make_sample(Path(output_dir), num_train=2, num_test=0)
         raise ConnectionError("Connection reset by peer")
 
-    fake_kaggle(monkeypatch, unpack_then_fail)
+    fake_kagglehub(monkeypatch, unpack_then_fail)
     assert kaggle_download.download(tmp_path / "data") is None
     assert not source.is_complete(tmp_path / "data")
     assert "run the download again" in capsys.readouterr().out
@@ -131,7 +157,7 @@ def test_a_download_that_fails_after_unpacking_some_files_does_not_count(no_cred
 
 def test_data_already_present_is_not_downloaded_again(tmp_path, capsys, monkeypatch):
     make_sample(tmp_path / "real", num_train=2, num_test=0)
-    monkeypatch.setitem(sys.modules, "kaggle", None)  # importing kaggle would fail
+    monkeypatch.setitem(sys.modules, "kagglehub", None)  # importing kagglehub would fail
     assert kaggle_download.download(tmp_path / "real") == tmp_path / "real"
     assert "nothing to download" in capsys.readouterr().out
 

@@ -1,11 +1,17 @@
-"""Downloading the SIIM-ACR data with the Kaggle API (``utils.source`` decides which folder the chapters read).
+"""Downloading the SIIM-ACR data with kagglehub (``utils.source`` decides which folder the chapters read).
 
-``import kaggle`` (2.x) authenticates as it is imported and calls ``exit(1)`` (printing a help text) when it
-finds no credentials, so this module looks for credentials itself first and imports kaggle only when there
-are some.
+kagglehub, preinstalled in Colab and on Kaggle, finds the credentials itself (``kagglehub.login()``, the
+variable ``KAGGLE_API_TOKEN``, ``~/.kaggle/access_token``, Colab's secret ``KAGGLE_API_TOKEN``, a legacy
+``kaggle.json``), and inside a Kaggle notebook it is logged in already. There, attach the data instead of
+downloading it: ``utils.source.data_root`` finds it under ``/kaggle/input``.
+
+The data comes from a mirror of the competition's training files: the competition's own download holds the
+stage-2 *test* images only (``stage_2_images/ID_*.dcm``) beside ``stage_2_train.csv``, the labels of the 12,047
+stage-1 training and test images, so it yields no training image. ``MIRRORS`` names two mirrors and what they
+hold; ``download`` tries them in order, so a mirror that is gone (a 404) falls back to the next.
 
 The download marks its destination (see ``utils.source``): ``DOWNLOAD_STARTED`` before it starts, and
-``DOWNLOAD_COMPLETE`` only after Kaggle has downloaded and unpacked the archive. A download stopped on the way
+``DOWNLOAD_COMPLETE`` only after kagglehub has downloaded and unpacked the files. A download stopped on the way
 (an interrupted kernel, a lost connection) leaves the first marker alone, so the folder does not count as data
 until the download is run again and finishes.
 """
@@ -17,16 +23,24 @@ from pathlib import Path
 
 from utils.source import DOWNLOAD_COMPLETE, DOWNLOAD_STARTED, holds_data_files, interrupted_download, is_complete
 
-DATASET = "seesee/siim-train-test"  # the Kaggle mirror in the layout siim/dicom-images-train/..., siim/train-rle.csv
+# Kaggle handle: what it holds. Both are the competition's first release (stage 1), in the same file layout.
+MIRRORS = {
+    "seesee/siim-train-test": "siim/dicom-images-train (10,712 DICOM files), siim/dicom-images-test (1,377 "
+                              "unlabelled), siim/train-rle.csv (the stage-1 masks); about 2 GB",
+    "jesperdramsch/siim-acr-pneumothorax-segmentation-data": "the same release under pneumothorax/ "
+                                                             "(dicom-images-train, dicom-images-test, "
+                                                             "train-rle.csv)",
+}
+DATASET = next(iter(MIRRORS))  # the first choice
 CREDENTIAL_VARIABLES = ("KAGGLE_API_TOKEN", "KAGGLE_USERNAME", "KAGGLE_KEY")
 
 HOW_TO_GET_CREDENTIALS = """\
-To download the real data, give the Kaggle API a token, in one of these ways:
-  - an API token from https://www.kaggle.com/settings/api in the environment variable KAGGLE_API_TOKEN,
-    or in the file ~/.kaggle/access_token;
-  - a legacy kaggle.json (username and key) in ~/.kaggle/kaggle.json, or KAGGLE_USERNAME and KAGGLE_KEY;
-  - in Colab: add KAGGLE_API_TOKEN (or KAGGLE_USERNAME and KAGGLE_KEY) under Secrets (the key icon).
-For the competition's own files, accept the competition's rules on its Kaggle page first."""
+If Kaggle asks for credentials (HTTP 401 or 403), give kagglehub a token in one of these ways:
+  - call kagglehub.login() in the notebook, or put an API token from https://www.kaggle.com/settings/api in
+    the environment variable KAGGLE_API_TOKEN, or in the file ~/.kaggle/access_token;
+  - in Colab: add KAGGLE_API_TOKEN under Secrets (the key icon) and let the notebook read it;
+  - a legacy kaggle.json (username and key) in ~/.kaggle/kaggle.json, or KAGGLE_USERNAME and KAGGLE_KEY.
+A 403 can also mean that the dataset's rules have not been accepted on its Kaggle page yet."""
 
 
 def kaggle_config_dir() -> Path:
@@ -68,14 +82,14 @@ def find_kaggle_credentials() -> str | None:
     return None
 
 
-def download(destination: str | Path, dataset: str = DATASET) -> Path | None:
-    """Download and unpack ``dataset`` into ``destination``; return it, or None (with a message) on failure.
+def download(destination: str | Path, datasets: tuple[str, ...] = tuple(MIRRORS)) -> Path | None:
+    """Download ``datasets[0]`` into ``destination`` with kagglehub, falling back to the next mirror on failure.
 
-    Nothing is downloaded when the data is already there (``utils.source.is_complete``); an interrupted
-    download into ``destination`` is downloaded again. Without credentials, offline, or when Kaggle refuses
-    (rules not accepted, a wrong token), it prints one message that says what to do and returns None, so the
-    caller can fall back to the sample. Nothing already on disk is deleted; Kaggle overwrites the files it
-    downloads again. ``DOWNLOAD_COMPLETE`` is written last, once the data is unpacked.
+    Returns ``destination``, or None with one message that says what to do. Nothing is downloaded when the data is
+    already there (``utils.source.is_complete``); an interrupted download into ``destination`` is downloaded
+    again. Without credentials where Kaggle wants them (401, 403), offline, or when a mirror is gone (404), each
+    mirror's failure is listed and None returned, so the caller can fall back to the sample. Nothing on disk is
+    deleted; ``DOWNLOAD_COMPLETE`` is written last, once a mirror's files are unpacked.
     """
     destination = Path(destination)
     if is_complete(destination):
@@ -83,30 +97,29 @@ def download(destination: str | Path, dataset: str = DATASET) -> Path | None:
         return destination
     if interrupted_download(destination):
         print(f"The last download into {destination} did not finish (no {DOWNLOAD_COMPLETE}); downloading again.")
-    where = find_kaggle_credentials()
-    if where is None:
-        print(f"No Kaggle credentials found, so the real data cannot be downloaded.\n{HOW_TO_GET_CREDENTIALS}")
-        return None
-    print(f"Using Kaggle credentials from {where}; downloading {dataset} to {destination} (about 2 GB)...")
     try:
-        import kaggle  # authenticates on import
-
-        destination.mkdir(parents=True, exist_ok=True)
-        (destination / DOWNLOAD_COMPLETE).unlink(missing_ok=True)
+        import kagglehub
+    except ImportError:
+        print("kagglehub is not installed (Colab and Kaggle have it): pip install kagglehub, then run this again.")
+        return None
+    where = find_kaggle_credentials()  # for the message: kagglehub looks for them itself
+    print(f"Kaggle credentials: {where or 'none found (a public dataset may download without them)'}")
+    destination.mkdir(parents=True, exist_ok=True)
+    (destination / DOWNLOAD_COMPLETE).unlink(missing_ok=True)
+    failures = []
+    for dataset in datasets:
         (destination / DOWNLOAD_STARTED).write_text(f"{dataset}: started; {DOWNLOAD_COMPLETE} is written at the end\n")
-        kaggle.api.dataset_download_files(dataset, path=str(destination), unzip=True, quiet=False)
-    except (Exception, SystemExit) as error:  # network errors, HTTP 401/403/404, exit(1) from a bad login
-        print(
-            f"The download of {dataset} failed ({type(error).__name__}: {error}); {destination} is left as it is "
-            "and does not count as data until a download finishes.\n"
-            "Check the network connection and the credentials, then run the download again; a 403 usually means "
-            f"the dataset's or the competition's rules have not been accepted on kaggle.com yet.\n"
-            f"{HOW_TO_GET_CREDENTIALS}"
-        )
-        return None
-    if not holds_data_files(destination):
-        print(f"The download of {dataset} finished, but {destination} holds no label CSV and DICOM files: "
-              f"check that {dataset} is the SIIM-ACR data in the layout utils.data expects.")
-        return None
-    (destination / DOWNLOAD_COMPLETE).write_text(f"{dataset}: downloaded and unpacked\n")
-    return destination
+        print(f"Downloading {dataset} to {destination} ({MIRRORS.get(dataset, 'a Kaggle dataset')})...")
+        try:
+            kagglehub.dataset_download(dataset, output_dir=str(destination))
+        except Exception as error:  # network errors, HTTP 401/403/404 (kagglehub's KaggleApiHTTPError)
+            failures.append(f"  - {dataset}: {type(error).__name__}: {error}")
+            continue
+        if holds_data_files(destination):
+            (destination / DOWNLOAD_COMPLETE).write_text(f"{dataset}: downloaded and unpacked\n")
+            return destination
+        failures.append(f"  - {dataset}: downloaded, but {destination} holds no label CSV and DICOM files")
+    print(f"The download failed; {destination} is left as it is and does not count as data until a download "
+          "finishes.\n" + "\n".join(failures) + "\nCheck the network connection, then run the download again. "
+          "A 404 means the mirror is gone: pass another handle in datasets.\n" + HOW_TO_GET_CREDENTIALS)
+    return None

@@ -17,7 +17,9 @@ from typing import NamedTuple
 
 from utils.config import DATA_VARIABLE, data_dir
 
-LABEL_FILES = ("train-rle.csv", "stage_2_train.csv")  # the seesee mirror's and the competition's stage 2
+# The competition's stage-2 labels (the stage-1 training *and* test images: 12,047 images) first, then the
+# mirrors' stage-1 training labels: stage_2_train.csv placed beside a mirror's folders labels both of them.
+LABEL_FILES = ("stage_2_train.csv", "train-rle.csv")
 KAGGLE_VARIABLE = "KAGGLE_KERNEL_RUN_TYPE"  # set in every Kaggle notebook's kernel
 KAGGLE_INPUT = Path("/kaggle/input")  # where Kaggle attaches datasets and competitions, read-only
 KAGGLE_INPUT_VARIABLE = "UNET_BOOK_KAGGLE_INPUT"  # another folder to search instead of KAGGLE_INPUT (tests)
