@@ -205,3 +205,83 @@ def write_submission(model: keras.Model, images: pd.DataFrame, image_size: int, 
     submission = pd.DataFrame(rows, columns=["ImageId", "EncodedPixels"])
     submission.to_csv(path, index=False)
     return submission
+
+
+def evaluate_run(run_dir: str | Path, root: str | Path, config=None, submission: str | Path | None = None) -> dict:
+    """Score a finished (or interrupted) training run's ``best.keras`` without training: chapter 7's evaluation.
+
+    The split is the one ``utils.train.train`` made (``prepare_data`` with ``config``'s seed and sample count),
+    the image size is the model's own. Post-processing is tuned on the validation split (the component rule and
+    the triplet rule; the better one on validation is chosen), then reported on the test split beside the
+    all-empty baseline. The submission for the unlabelled images under ``root`` is written with the chosen rule
+    to ``submission`` (default ``run_dir/submission.csv``), and the figures to ``run_dir/evaluation.json``.
+    """
+    import dataclasses
+    import json
+
+    from utils.config import get_config
+    from utils.data import unlabelled_images
+    from utils.train import prepare_data
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "best.keras").exists():
+        raise FileNotFoundError(f"{run_dir / 'best.keras'} is missing: train first (python -m utils.train "
+                                f"--run-dir {run_dir}), or point --run-dir at the folder that holds best.keras")
+    model = keras.models.load_model(run_dir / "best.keras")
+    config = dataclasses.replace(config or get_config(), image_size=int(model.input_shape[1]))
+    splits, _, _ = prepare_data(root, config)
+    split = {name: splits[splits["split"] == name] for name in ("validation", "test")}
+    predicted = {name: predict(model, make_dataset(rows, config.image_size, config.batch_size))
+                 for name, rows in split.items()}
+    component = tune_postprocessing(*predicted["validation"])
+    triplet = tune_triplet(*predicted["validation"])
+    use_triplet = bool(triplet.loc[0, "score"] > component.loc[0, "score"])
+    threshold, area = float(component.loc[0, "threshold"]), int(component.loc[0, "min_component_area"])
+    best_triplet = tuple(float(v) for v in triplet.loc[0, ["top", "min_area", "bottom"]])
+    probabilities, masks = predicted["test"]
+    if use_triplet:
+        test_score = triplet_score(probabilities, masks, *best_triplet)
+    else:
+        test_score = score(probabilities, masks, threshold, area)
+    result = {
+        "run_dir": str(run_dir), "image_size": config.image_size, "data": str(root),
+        "rule": ({"triplet": dict(zip(("top", "min_area", "bottom"), best_triplet))} if use_triplet
+                 else {"component": {"threshold": threshold, "min_component_area": area}}),
+        "validation_score": float(max(triplet.loc[0, "score"], component.loc[0, "score"])),
+        "test_score": float(test_score), "test_score_threshold_0.5": score(probabilities, masks),
+        "test_all_empty_baseline": float(1 - split["test"]["has_pneumothorax"].mean()),
+        "test_images": len(split["test"]), "test_positive": int(split["test"]["has_pneumothorax"].sum()),
+    }
+    unlabelled = unlabelled_images(root)
+    if len(unlabelled):
+        path = Path(submission) if submission else run_dir / "submission.csv"
+        write_submission(model, unlabelled, config.image_size, path, threshold, area, config.batch_size,
+                         triplet=best_triplet if use_triplet else None)
+        result.update(submission=str(path), submission_rows=len(unlabelled))
+    (run_dir / "evaluation.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m utils.evaluate --run-dir RUN``: score RUN/best.keras and write its submission, no training."""
+    import argparse
+
+    from utils.source import data_root
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--run-dir", required=True, help="the folder of a run of utils.train (holds best.keras)")
+    parser.add_argument("--data", default=None, help="data folder (default: $SIIM_DATA_DIR, else the bundled sample)")
+    parser.add_argument("--submission", default=None, help="where to write the CSV (default: RUN/submission.csv)")
+    args = parser.parse_args(argv)
+    root = Path(args.data) if args.data else data_root().path
+    result = evaluate_run(args.run_dir, root, submission=args.submission)
+    (name, values), = result["rule"].items()
+    print(f"{args.run_dir}: {result['image_size']} px; post-processing tuned on validation: {name} rule {values} "
+          f"({result['validation_score']:.4f}). Test: {result['test_score']:.4f}, against "
+          f"{result['test_all_empty_baseline']:.4f} for predicting nothing ({result['test_positive']} positive of "
+          f"{result['test_images']} images).")
+    if "submission" in result:
+        print(f"Submission: {result['submission']} ({result['submission_rows']} rows).")
+
+if __name__ == "__main__":
+    main()

@@ -123,3 +123,19 @@ def download(destination: str | Path, datasets: tuple[str, ...] = tuple(MIRRORS)
           "finishes.\n" + "\n".join(failures) + "\nCheck the network connection, then run the download again. "
           "A 404 means the mirror is gone: pass another handle in datasets.\n" + HOW_TO_GET_CREDENTIALS)
     return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m utils.kaggle_download DESTINATION``: download the data there (exit status 1 if it failed)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("destination", help="the folder to hold the data; set SIIM_DATA_DIR to it afterwards")
+    parser.add_argument("--dataset", action="append", default=None,
+                        help=f"a Kaggle dataset handle to try, in order (default: {', '.join(MIRRORS)})")
+    args = parser.parse_args(argv)
+    return 0 if download(args.destination, tuple(args.dataset or MIRRORS)) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
