@@ -45,7 +45,8 @@ def test_full_mode_trains_and_evaluates_at_its_real_sizes(small_sample, tmp_path
     result = json.loads((run_dir / "evaluation.json").read_text())
     assert result["image_size"] == 512 and 0 <= result["test_score"] <= 1
     submission = pd.read_csv(run_dir / "submission.csv", dtype=str)
-    assert list(submission.columns) == ["ImageId", "EncodedPixels"] and len(submission) == result["submission_rows"] == 3
+    assert list(submission.columns) == ["ImageId", "EncodedPixels"]
+    assert len(submission) == result["submission_rows"] == 3
     assert all(text == "-1" or re.fullmatch(r"\d+( \d+)*", text) for text in submission["EncodedPixels"])
 
 
