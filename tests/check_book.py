@@ -13,6 +13,7 @@ only notebooks that ran without an error. Two cell tags are honoured: `skip-exec
 `raises-exception` (its error is the lesson). A cell that ran and printed nothing (imports, assignments) is fine.
 """
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -89,6 +90,14 @@ def check(book):
             problems.append(f"{page.name}: no Colab launch button")
         if "Traceback (most recent call last)" in html or 'class="output traceback' in html:
             problems.append(f"{page.name}: shows an error")
+    # Formulas render offline: MathJax comes from the book's own _static folder, never from a CDN.
+    for page in sorted((build / "html").rglob("*.html")):
+        for source in re.findall(r'<script[^>]*src="([^"]*mathjax[^"]*)"', page.read_text(), flags=re.IGNORECASE):
+            if source.startswith(("http:", "https:", "//")):
+                problems.append(f"{page.relative_to(build / 'html')}: MathJax is loaded from {source}, which needs "
+                                "the network (is sphinx-mathjax-offline in _config.yml's extra_extensions?)")
+            elif not (page.parent / source.split("?")[0]).exists():
+                problems.append(f"{page.relative_to(build / 'html')}: MathJax's {source} is not in the built site")
     # The set-up check page runs utils.setup_check: its table must be on the page.
     if (book / "book" / "teaching" / "setup_check.md").exists():
         setup_page = build / "html" / "book" / "teaching" / "setup_check.html"

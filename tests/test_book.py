@@ -184,7 +184,9 @@ def test_chapter_opens_with_text_and_a_colab_badge(notebook):
     first = "".join(cells[0]["source"])
     assert f"]({badge})" in first, f"{notebook.name}: the first cell needs a badge linking {badge}"
     kaggle = f"https://kaggle.com/kernels/welcome?src={REPO_URL}/blob/{branch}/notebooks/{notebook.name}"
-    assert f"]({kaggle})" in first, f"{notebook.name}: the first cell needs an Open in Kaggle badge linking {kaggle}"
+    assert f"]({kaggle})" in first, f"{notebook.name}: the first cell needs an Open in Kaggle link to {kaggle}"
+    assert "![" not in first, f"{notebook.name}: a badge image needs the network; use a text link"
+
     setup = next(c for c in cells if c["cell_type"] == "code")
     assert "hide-input" in setup["metadata"].get("tags", []), f"{notebook.name}: fold the set-up cell (tag hide-input)"
 

@@ -153,7 +153,8 @@ def tiny_book(folder, cells):
         (folder / bibfile).touch()
     (folder / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n  - file: notebooks/01_tiny\n")
     (folder / "book").mkdir(exist_ok=True)
-    (folder / "book" / "intro.md").write_text("# A tiny book\n\nOne chapter, in version {{ book_version }}.\n")
+    (folder / "book" / "intro.md").write_text("# A tiny book\n\nOne chapter, in version {{ book_version }}, and "
+                                              "a formula, $a^2 + b^2 = c^2$.\n")
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# A tiny chapter")])
     for cell in cells:
         source, tags = cell if isinstance(cell, tuple) else (cell, [])
@@ -207,7 +208,25 @@ def test_every_page_shows_the_version_and_the_licences_in_its_footer(passing_boo
         assert f"Version {version}." in footer, f"{page}: the footer does not show version {version}"
         assert "https://creativecommons.org/licenses/by/4.0/" in footer and "LICENSE-2.0" in footer, page
     intro = (passing_book / "_build" / "html" / "book" / "intro.html").read_text()
-    assert f"One chapter, in version {version}." in intro, "a page's {{ book_version }} is not the version"
+    assert f"One chapter, in version {version}, and" in intro, "a page's {{ book_version }} is not the version"
+
+
+def test_formulas_render_offline_from_the_books_own_mathjax(passing_book):
+    import re
+
+    html = passing_book / "_build" / "html"
+    intro = (html / "book" / "intro.html").read_text()
+    (source,) = re.findall(r'<script[^>]*src="([^"]*mathjax[^"]*)"', intro, flags=re.IGNORECASE)
+    assert not source.startswith(("http:", "https:", "//")), source
+    assert (html / "book" / source.split("?")[0]).resolve() == (html / "_static" / "mathjax" / "tex-chtml.js").resolve()
+    assert (html / "_static" / "mathjax" / "tex-chtml.js").stat().st_size > 100_000  # MathJax itself, not a stub
+    online = intro.replace(source, "https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-chtml.js")
+    (html / "book" / "intro.html").write_text(online)
+    try:  # check_book.py fails a page that loads MathJax from the network
+        result = check_book(passing_book)
+        assert result.returncode == 1 and "book/intro.html: MathJax is loaded from https://cdn" in result.stdout
+    finally:
+        (html / "book" / "intro.html").write_text(intro)
 
 
 def edit_executed_copy(book, edit):
