@@ -14,7 +14,9 @@ It writes, under ``benchmarks/results/``: ``chapter_timings.json`` (the data), `
 ``chapter_timings_total.md`` (one sentence), ``schedule_half_day.md`` and ``schedule_two_day.md`` (the workshop
 schedules); then it rewrites the README's marked blocks (``<!-- NAME:start -->`` ... ``<!-- NAME:end -->``) from
 the result files: ``timings`` from ``chapter_timings.json`` and ``cache-memory`` from ``cache_memory.json``.
-``--readme-only`` rewrites the README's blocks from the result files as they are, without reading the cache.
+Each chapter's ``**Time:**`` line (its first cell) is rewritten from ``chapter_timings.json`` too.
+``--readme-only`` rewrites the README's blocks and the Time: lines from the result files as they are, without
+reading the cache.
 """
 from __future__ import annotations
 
@@ -35,7 +37,9 @@ CODE_WORDS_PER_MINUTE = 100
 
 # The schedules: (chapter number or activity, exercise numbers, exercise minutes). A chapter's slot is its
 # walk-through (its reading time, shortened by the same factor for every chapter when the plan must "fit"), plus its
-# run time, plus the exercises, rounded up to 5 minutes; activities have fixed lengths.
+# run time, plus the exercises, rounded up to 5 minutes; activities have fixed lengths. The exercise minutes and the
+# activities' lengths are the plan's choices (planning allowances, not measurements); the instructor guide's
+# per-chapter "Exercises:" lines must name the same exercises (tests/test_book.py checks them).
 HALF_DAY = {
     "target_minutes": 210,
     "fit": True,  # shorten the walk-throughs to fit the target
@@ -43,7 +47,10 @@ HALF_DAY = {
         ("Welcome; everyone runs the set-up check", None, 10),
         (1, "4", 5), (2, "1", 5), (3, "4", 5),
         ("Break", None, 15),
-        (4, "3", 5), (5, "1", 5), (6, "2", 5), (7, "3", 10),
+        (4, "3", 5), (5, "1", 5),
+        ("Break", None, 10),
+        (6, "2", 5), (7, "3", 10),
+        ("Slack: catching up, a slow machine, a runtime that restarted", None, 10),
         ("Wrap-up: what full mode and the real data change", None, 5),
     ]],
 }
@@ -52,7 +59,8 @@ TWO_DAY = {
     "fit": True,
     "days": [[
         ("Welcome and set-up check on a GPU runtime", None, 20),
-        ("Start the full-mode training run on the GPU runtime: `UNET_BOOK_MODE=full python -m utils.train`", None, 10),
+        ("Start the full-mode training run on a GPU runtime, run folder on Drive or Kaggle (book/full_run.md): "
+         "`python -m utils.train --run-dir RUN`", None, 15),
         (1, "1-4", 25), (2, "1-4", 25),
         ("Break", None, 15),
         (3, "1-4", 25),
@@ -60,10 +68,10 @@ TWO_DAY = {
         (4, "1-3", 20), (5, "1-4", 30),
         ("Break", None, 15),
         (6, "1-4", 35),
-        ("Check the full-mode run: its log and checkpoints", None, 10),
+        ("Check the full-mode run: its log and checkpoints; resume it if the runtime went away", None, 10),
         ("Open lab: exercises left over, questions", None, 30),
     ], [
-        ("Recap; look at the full-mode run's history and predictions", None, 20),
+        ("Recap; look at the full-mode run's history (`RUN/log.csv`)", None, 20),
         (7, "1-4", 40),
         ("Break", None, 15),
         (8, "1-3", 30),
@@ -71,12 +79,18 @@ TWO_DAY = {
         (9, "1-3", 30),
         (10, "1-2", 20),
         ("Break", None, 15),
-        ("Score the full-mode model on the test split and write a submission (chapter 7, full mode)", None, 30),
+        ("Score the full-mode model on the test split and write its submission, without training: "
+         "`python -m utils.evaluate --run-dir RUN`", None, 30),
         ("Open lab: a worker pool on two machines (chapter 10, exercise 3), the real data (chapter 6), own questions",
          None, 40),
         ("Wrap-up and questions", None, 20),
     ]],
 }
+
+
+def planned_exercises(plan: dict) -> dict[int, str]:
+    """{chapter: the exercise numbers the plan gives it} (e.g. ``{1: "1-4", ...}``)."""
+    return {item: exercises for day in plan["days"] for item, exercises, _ in day if isinstance(item, int)}
 
 
 def count_words(notebook: Path) -> tuple[int, int]:
@@ -284,9 +298,46 @@ def ci_block(result: dict) -> str:
         f"| `bash .ci/run`, whole | {duration(result['total_seconds'])} |\n"
         f"| `make test` (creating `.venv`, lint, unit tests, the book built with each chapter once) | "
         f"{duration(steps['make-test'])} |\n"
-        f"| `make test-colab` (creating `.venv-colab`, unit tests, every chapter under nbval) | "
+        f"| `make test-colab` (creating `.venv-colab`, unit tests, every chapter under nbval on the oldest "
+        "platform stack, chapter 6 as on Kaggle) | "
         f"{duration(steps['make-test-colab'])} |\n"
     )
+
+
+TIME_PREFIX = "**Time:**"
+
+
+def time_line(chapter: dict, result: dict) -> str:
+    """The ``**Time:**`` line at the top of a chapter, from its row of ``chapter_timings.json``: never typed."""
+    cpu = (result.get("provenance") or {}).get("cpu")
+    machine = f"{result['cpu_cores']} cores of {cpu}" if cpu else f"{result['cpu_cores']} CPU cores"
+    ran = (f"the notebook ran in {duration(chapter['run_seconds'])} in the book's last build ({result['mode']} "
+           f"mode, {machine})" if chapter["run_seconds"] is not None else "its run time has not been measured yet")
+    return (f"{TIME_PREFIX} about {max(1, round(chapter['reading_minutes']))} minutes to read; {ran}. "
+            "The workshop schedules give each chapter's slot.")
+
+
+def write_time_lines(result: dict, notebooks: Path = ROOT / "notebooks") -> list[str]:
+    """Rewrite each chapter's ``**Time:**`` line (in its first cell) from ``result``; returns the notebooks changed."""
+    import nbformat
+
+    changed = []
+    for chapter in result["chapters"]:
+        path = notebooks / f"{chapter['notebook']}.ipynb"
+        notebook = nbformat.read(path, as_version=4)
+        lines = notebook.cells[0].source.split("\n")
+        rows = [i for i, line in enumerate(lines) if line.startswith(TIME_PREFIX)]
+        if len(rows) != 1:
+            raise ValueError(f"{path}: its first cell needs exactly one line starting with {TIME_PREFIX}")
+        end = rows[0] + 1  # the line may wrap onto the next lines of its paragraph: replace the paragraph
+        while end < len(lines) and lines[end].strip():
+            end += 1
+        new = lines[:rows[0]] + [time_line(chapter, result)] + lines[end:]
+        if new != lines:
+            notebook.cells[0].source = "\n".join(new)
+            nbformat.write(notebook, path)
+            changed.append(path.name)
+    return changed
 
 
 def readme_blocks() -> dict[str, str]:
@@ -341,7 +392,9 @@ def main(argv: list[str] | None = None) -> None:
     for name, content in readme_blocks().items():
         text = replace_block(text, name, content)
     README.write_text(text)
-    print(f"Wrote the result files in {RESULTS} and the README's marked blocks.")
+    changed = write_time_lines(json.loads((RESULTS / "chapter_timings.json").read_text()))
+    print(f"Wrote the result files in {RESULTS}, the README's marked blocks, and the Time: lines of "
+          f"{len(changed)} chapters.")
 
 
 if __name__ == "__main__":
