@@ -44,6 +44,8 @@ def test_full_mode_trains_and_evaluates_at_its_real_sizes(small_sample, tmp_path
     assert "512 px" in out and "Submission:" in out
     result = json.loads((run_dir / "evaluation.json").read_text())
     assert result["image_size"] == 512 and 0 <= result["test_score"] <= 1
+    assert set(result["by_tta"]) == {"none", "flip"}  # flip TTA chosen on validation, both reported on test
+    assert result["test_score"] == result["by_tta"][result["tta"]]["test_score"]
     submission = pd.read_csv(run_dir / "submission.csv", dtype=str)
     assert list(submission.columns) == ["ImageId", "EncodedPixels"]
     assert len(submission) == result["submission_rows"] == 3

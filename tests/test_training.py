@@ -301,3 +301,21 @@ def test_predicted_positive_counts_the_images_called_positive():
     small = PredictedPositive(min_predicted_area=200)  # the 144-pixel square counts as empty with this rule
     small.update_state(true, pred)
     assert float(small.result()) == 0.0
+
+
+def test_flip_tta_averages_the_prediction_of_the_mirrored_image_mirrored_back():
+    import tensorflow as tf
+
+    ramp = np.linspace(0.1, 0.9, 8, dtype="float32")[None, None, :, None]  # brighter to the right: not symmetric
+    inputs = keras.Input((8, 8, 1))
+    model = keras.Model(inputs, keras.layers.Lambda(lambda x: x * ramp)(inputs))
+    images = np.random.default_rng(0).random((3, 8, 8, 1)).astype("float32")
+    dataset = tf.data.Dataset.from_tensor_slices((images, np.zeros_like(images))).batch(2)
+    plain, _ = evaluate.predict(model, dataset)
+    flipped, masks = evaluate.predict(model, dataset, flip=True)
+    assert np.allclose(plain, (images * ramp)[..., 0])
+    assert np.allclose(flipped, (images * (ramp + ramp[:, :, ::-1]) / 2)[..., 0])  # the ramp made symmetric
+    assert masks.shape == (3, 8, 8) and not np.allclose(plain, flipped)
+    table = evaluate.tune_tta(model, dataset)
+    assert list(table.columns) == ["flip", "score", "threshold", "min_component_area"]
+    assert set(table["flip"]) == {False, True} and table["score"].is_monotonic_decreasing

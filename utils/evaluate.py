@@ -20,11 +20,20 @@ from utils.dicom import read_image
 from utils.metrics import dice_per_image
 
 
-def predict(model: keras.Model, dataset: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
-    """Probabilities and true masks for a (non-shuffled) dataset, as (N, H, W) float32 arrays."""
+def predict(model: keras.Model, dataset: tf.data.Dataset, flip: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities and true masks for a (non-shuffled) dataset, as (N, H, W) float32 arrays.
+
+    ``flip=True`` is horizontal-flip test-time augmentation, as most of the winning SIIM-ACR solutions used it:
+    each image is also predicted mirrored left to right, that prediction is mirrored back, and the two are
+    averaged. It costs one more forward pass; whether it helps is measured on validation (``tune_tta``).
+    """
     probabilities, masks = [], []
     for images, batch_masks in dataset:
-        probabilities.append(model.predict_on_batch(images)[..., 0])
+        predicted = np.asarray(model.predict_on_batch(images), np.float32)
+        if flip:
+            mirrored = np.asarray(model.predict_on_batch(tf.reverse(images, axis=[2])), np.float32)
+            predicted = (predicted + mirrored[:, :, ::-1]) / 2
+        probabilities.append(predicted[..., 0])
         masks.append(batch_masks.numpy()[..., 0])
     return np.concatenate(probabilities).astype(np.float32), np.concatenate(masks)
 
@@ -179,19 +188,37 @@ def tune_postprocessing(probabilities: np.ndarray, masks: np.ndarray,
     return pd.DataFrame(rows).sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
 
 
+def tune_tta(model: keras.Model, dataset: tf.data.Dataset) -> pd.DataFrame:
+    """Flip test-time augmentation, decided on validation together with the post-processing.
+
+    For each of no TTA and flip TTA: predict ``dataset`` (the validation split), tune the component rule on it
+    (``tune_postprocessing``) and keep its best score. One row each, best first: ``flip``, ``score``,
+    ``threshold``, ``min_component_area``. Use the first row's choice on the test split, and report the other
+    row's test score beside it.
+    """
+    rows = []
+    for flip in (False, True):
+        probabilities, masks = predict(model, dataset, flip=flip)
+        best = tune_postprocessing(probabilities, masks).iloc[0]
+        rows.append({"flip": flip, "score": float(best["score"]), "threshold": float(best["threshold"]),
+                     "min_component_area": int(best["min_component_area"])})
+    return pd.DataFrame(rows).sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
+
+
 def write_submission(model: keras.Model, images: pd.DataFrame, image_size: int, path: str | Path,
                      threshold: float = 0.5, min_component_area: int = 0, batch_size: int = 8,
-                     triplet: tuple[float, float, float] | None = None) -> pd.DataFrame:
+                     triplet: tuple[float, float, float] | None = None, flip: bool = False) -> pd.DataFrame:
     """Predict ``images`` (columns image_id, path), resize to each original size, encode, write the CSV.
 
     The file has the competition's columns ``ImageId,EncodedPixels``, "-1" for an empty mask, and one row per
     image. ``min_component_area`` is in pixels at the model's resolution and is scaled to the original size.
     With ``triplet=(top, min_area, bottom)`` the masks come from ``triplet_postprocess`` instead (``min_area`` in
-    pixels of a 1024 x 1024 image), and ``threshold`` and ``min_component_area`` are not used.
+    pixels of a 1024 x 1024 image), and ``threshold`` and ``min_component_area`` are not used. ``flip=True``
+    predicts with flip test-time augmentation (``predict``).
     """
     frame = images.assign(rles=[[] for _ in range(len(images))])
     dataset = make_dataset(frame, image_size, batch_size, cache=False)
-    probabilities, _ = predict(model, dataset)
+    probabilities, _ = predict(model, dataset, flip=flip)
     rows = []
     for image_id, image_path, probability in zip(frame["image_id"], frame["path"], probabilities):
         height, width = read_image(image_path).shape
@@ -207,14 +234,34 @@ def write_submission(model: keras.Model, images: pd.DataFrame, image_size: int, 
     return submission
 
 
+def choose_postprocessing(probabilities: np.ndarray, masks: np.ndarray) -> dict:
+    """The better of the component rule and the triplet rule on ``probabilities`` (the validation split)."""
+    component = tune_postprocessing(probabilities, masks).iloc[0]
+    triplet = tune_triplet(probabilities, masks).iloc[0]
+    if triplet["score"] > component["score"]:
+        return {"rule": "triplet", "score": float(triplet["score"]),
+                "triplet": tuple(float(triplet[k]) for k in ("top", "min_area", "bottom"))}
+    return {"rule": "component", "score": float(component["score"]), "threshold": float(component["threshold"]),
+            "min_component_area": int(component["min_component_area"])}
+
+
+def apply_postprocessing(probabilities: np.ndarray, choice: dict) -> np.ndarray:
+    """The masks ``choice`` (from ``choose_postprocessing``) draws from ``probabilities``."""
+    if choice["rule"] == "triplet":
+        return triplet_postprocess(probabilities, *choice["triplet"])
+    return np.stack([postprocess(p, choice["threshold"], choice["min_component_area"]) for p in probabilities])
+
+
 def evaluate_run(run_dir: str | Path, root: str | Path, config=None, submission: str | Path | None = None) -> dict:
     """Score a finished (or interrupted) training run's ``best.keras`` without training: chapter 7's evaluation.
 
     The split is the one ``utils.train.train`` made (``prepare_data`` with ``config``'s seed and sample count),
-    the image size is the model's own. Post-processing is tuned on the validation split (the component rule and
-    the triplet rule; the better one on validation is chosen), then reported on the test split beside the
-    all-empty baseline. The submission for the unlabelled images under ``root`` is written with the chosen rule
-    to ``submission`` (default ``run_dir/submission.csv``), and the figures to ``run_dir/evaluation.json``.
+    the image size is the model's own. On the validation split, with and without flip test-time augmentation,
+    the post-processing is tuned (the component rule and the triplet rule, the better one kept); the better of
+    the two on validation is chosen. The test split is scored with both, beside the all-empty baseline, so the
+    effect of TTA is reported, not assumed. The submission for the unlabelled images under ``root`` is written
+    with the chosen rule (and TTA) to ``submission`` (default ``run_dir/submission.csv``), the figures to
+    ``run_dir/evaluation.json``.
     """
     import dataclasses
     import json
@@ -231,32 +278,29 @@ def evaluate_run(run_dir: str | Path, root: str | Path, config=None, submission:
     config = dataclasses.replace(config or get_config(), image_size=int(model.input_shape[1]))
     splits, _, _ = prepare_data(root, config)
     split = {name: splits[splits["split"] == name] for name in ("validation", "test")}
-    predicted = {name: predict(model, make_dataset(rows, config.image_size, config.batch_size))
-                 for name, rows in split.items()}
-    component = tune_postprocessing(*predicted["validation"])
-    triplet = tune_triplet(*predicted["validation"])
-    use_triplet = bool(triplet.loc[0, "score"] > component.loc[0, "score"])
-    threshold, area = float(component.loc[0, "threshold"]), int(component.loc[0, "min_component_area"])
-    best_triplet = tuple(float(v) for v in triplet.loc[0, ["top", "min_area", "bottom"]])
-    probabilities, masks = predicted["test"]
-    if use_triplet:
-        test_score = triplet_score(probabilities, masks, *best_triplet)
-    else:
-        test_score = score(probabilities, masks, threshold, area)
+    data = {name: make_dataset(rows, config.image_size, config.batch_size) for name, rows in split.items()}
+    by_tta = {}
+    for flip in (False, True):
+        choice = choose_postprocessing(*predict(model, data["validation"], flip=flip))
+        probabilities, masks = predict(model, data["test"], flip=flip)
+        test_score = float(np.mean(dice_per_image(masks, apply_postprocessing(probabilities, choice)).numpy()))
+        by_tta["flip" if flip else "none"] = {**choice, "validation_score": choice.pop("score"),
+                                              "test_score": test_score}
+    chosen = max(by_tta, key=lambda name: by_tta[name]["validation_score"])  # ties: no TTA, the cheaper
+    best = by_tta[chosen]
     result = {
-        "run_dir": str(run_dir), "image_size": config.image_size, "data": str(root),
-        "rule": ({"triplet": dict(zip(("top", "min_area", "bottom"), best_triplet))} if use_triplet
-                 else {"component": {"threshold": threshold, "min_component_area": area}}),
-        "validation_score": float(max(triplet.loc[0, "score"], component.loc[0, "score"])),
-        "test_score": float(test_score), "test_score_threshold_0.5": score(probabilities, masks),
+        "run_dir": str(run_dir), "image_size": config.image_size, "data": str(root), "tta": chosen,
+        "rule": {best["rule"]: {k: v for k, v in best.items() if k not in ("rule", "validation_score", "test_score")}},
+        "validation_score": best["validation_score"], "test_score": best["test_score"], "by_tta": by_tta,
         "test_all_empty_baseline": float(1 - split["test"]["has_pneumothorax"].mean()),
         "test_images": len(split["test"]), "test_positive": int(split["test"]["has_pneumothorax"].sum()),
     }
     unlabelled = unlabelled_images(root)
     if len(unlabelled):
         path = Path(submission) if submission else run_dir / "submission.csv"
-        write_submission(model, unlabelled, config.image_size, path, threshold, area, config.batch_size,
-                         triplet=best_triplet if use_triplet else None)
+        write_submission(model, unlabelled, config.image_size, path, best.get("threshold", 0.5),
+                         best.get("min_component_area", 0), config.batch_size, triplet=best.get("triplet"),
+                         flip=chosen == "flip")
         result.update(submission=str(path), submission_rows=len(unlabelled))
     (run_dir / "evaluation.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
@@ -276,10 +320,13 @@ def main(argv: list[str] | None = None) -> None:
     root = Path(args.data) if args.data else data_root().path
     result = evaluate_run(args.run_dir, root, submission=args.submission)
     (name, values), = result["rule"].items()
-    print(f"{args.run_dir}: {result['image_size']} px; post-processing tuned on validation: {name} rule {values} "
-          f"({result['validation_score']:.4f}). Test: {result['test_score']:.4f}, against "
-          f"{result['test_all_empty_baseline']:.4f} for predicting nothing ({result['test_positive']} positive of "
-          f"{result['test_images']} images).")
+    tta = "with flip TTA" if result["tta"] == "flip" else "without TTA"
+    other = result["by_tta"]["none" if result["tta"] == "flip" else "flip"]
+    other_tta = "without" if result["tta"] == "flip" else "with flip"
+    print(f"{args.run_dir}: {result['image_size']} px; chosen on validation: {tta}, {name} rule {values} "
+          f"({result['validation_score']:.4f}). Test: {result['test_score']:.4f} ({other['test_score']:.4f} "
+          f"{other_tta} TTA), against {result['test_all_empty_baseline']:.4f} for predicting nothing "
+          f"({result['test_positive']} positive of {result['test_images']} images).")
     if "submission" in result:
         print(f"Submission: {result['submission']} ({result['submission_rows']} rows).")
 
