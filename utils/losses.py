@@ -1,9 +1,11 @@
 """Losses for binary segmentation, registered so that a saved ``.keras`` model reloads (metrics: ``utils.metrics``).
 
 All take ``y_true`` (0/1 masks) and ``y_pred`` (probabilities from the sigmoid head), shaped (batch, H, W, 1), and
-return one loss per image. The Dice term is computed *per image* (``metrics.dice_per_image``) and then averaged:
-``keras.losses.Dice`` instead pools the whole batch into one sum, which lets large masks drown small ones and gives
-empty images no say at all. Losses add: ``bce_dice_loss`` is ``bce_loss + dice_loss``.
+return one loss per image. The Dice term is computed *per image* (``metrics.dice_per_image``), smoothed, and then
+averaged. ``keras.losses.Dice`` with its default ``axis=None`` instead pools the whole batch into one sum, which lets
+large masks drown small ones; an empty image counts only through its false positives in the pooled denominator.
+``keras.losses.Dice(axis=(1, 2, 3))`` is per image but unsmoothed: an empty mask then costs 1 whatever is predicted,
+with no gradient. Losses add: ``bce_dice_loss`` is ``bce_loss + dice_loss``.
 
 Why probabilities and not logits: the Dice term, the metrics and the evaluation need probabilities anyway, the
 head computes in float32 under mixed precision, and with the TensorFlow backend Keras' cross-entropy takes the
@@ -63,8 +65,11 @@ def weight_map(mask: np.ndarray, w0: float = 10.0, sigma: float = 5.0,
 
     ``d1`` and ``d2`` are the distances (in pixels, ``scipy.ndimage.distance_transform_edt``) from a background
     pixel to the nearest and the second-nearest region, so the term is large in narrow gaps between two regions
-    and vanishes far from them; it is applied to background pixels only, as in the paper, where it teaches the
-    network the thin separating borders between touching cells. With fewer than two regions it is zero.
+    and vanishes far from them. It is applied to background pixels only: the paper's eq. 2 defines ``w(x)`` at
+    every pixel, but the term is meant for the thin background borders that the paper's annotations put between
+    touching cells (its Fig. 3d), so this is a common reading rather than the paper's letter. Regions that touch
+    with no background between them get no border weight on their contact line. With fewer than two regions the
+    term is zero.
 
     Args:
         mask: a (height, width) mask. A 0/1 (or boolean) mask is split into regions by connectivity

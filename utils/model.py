@@ -43,14 +43,16 @@ def upsample(x: keras.KerasTensor, filters: int, mode: str = "transpose", name: 
 
     The paper's Figure 1 calls this step "up-conv 2x2": a *learned* 2x2 up-convolution that halves the channels.
     Its released Caffe model implements it as a deconvolution layer, i.e. a transposed convolution with a 2x2
-    kernel and stride 2; the paper says nothing about bilinear interpolation.
+    kernel and stride 2, followed by a ReLU; the paper's text mentions no ReLU there and says nothing about
+    bilinear interpolation.
 
-    - "transpose" (default, the released model's choice): a 2x2 transposed convolution with stride 2. Each input
-      pixel scatters its own learned 2x2 patch, so no output pixel mixes two input pixels.
-    - "bilinear": fixed bilinear up-sampling, then a learned 2x2 convolution (resize-then-convolve, which avoids
-      the checkerboard artefacts a transposed convolution can make; Odena et al., 2016). With "same" padding an
-      even-sized kernel cannot be centred: Keras pads one extra row and column at the bottom and right, so the
-      output is shifted by half a pixel relative to the input.
+    - "transpose" (default, the released model's layer, without its ReLU): a 2x2 transposed convolution with
+      stride 2. Each input pixel scatters its own learned 2x2 patch, so no output pixel mixes two input pixels.
+    - "bilinear": fixed bilinear up-sampling, then a learned 2x2 convolution. Resize-then-convolve discourages the
+      checkerboard artefacts a transposed convolution easily makes (Odena et al., 2016, who had their best results
+      with nearest-neighbour resizing, not bilinear). With "same" padding an even-sized kernel cannot be centred:
+      Keras pads one extra row and column at the bottom and right, so each output samples the point half a pixel
+      below and to the right of its own position, and the map's content moves half a pixel up and to the left.
 
     Raises:
         ValueError: if ``mode`` is not one of ``UPSAMPLING_MODES``.
@@ -75,9 +77,10 @@ def context_block(x: keras.KerasTensor, name: str = "context") -> keras.KerasTen
     """Global context as channel gating: global average pooling -> 1x1 convolution -> sigmoid -> scale.
 
     Each channel of ``x`` is multiplied by a weight in (0, 1) computed from the whole image, so a pixel's value
-    depends on everything in the image, not only on its receptive field. The same idea as
-    squeeze-and-excitation (Hu et al., 2018) and the context-encoding module of EncNet (Zhang et al., 2018);
-    ParseNet (Liu et al., 2015) instead concatenates the pooled features back onto every pixel.
+    depends on everything in the image, not only on its receptive field. A squeeze-and-excitation-style gate
+    (Hu et al., 2018). EncNet's context encoding (Zhang et al., 2018) also ends in a channel gate, but it encodes
+    the image with a learned codebook and trains with an extra loss; ParseNet (Liu et al., 2015) instead
+    concatenates the pooled features back onto every pixel.
     """
     channels = x.shape[-1]
     pooled = layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_pool")(x)
@@ -113,7 +116,9 @@ class UNetConfig:
     stem_kernel: int | None = None  # a single k x k convolution before the first block (e.g. 7); not in the paper
     upsampling: str = "transpose"
     batch_norm: bool = False
-    dropout: float = 0.0  # on the bottleneck, "at the end of the contracting path" as in the paper
+    # One dropout layer on the bottleneck's output. The paper has "drop-out layers at the end of the contracting
+    # path" without a rate; its released model has two, rate 0.5, after the last encoder block and the bottleneck.
+    dropout: float = 0.0
     context: bool = False  # a context block (chapter 4) on the bottleneck; not in the paper
     num_classes: int = 1
     logits: bool = False
@@ -128,8 +133,9 @@ PRESETS: dict[str, UNetConfig] = {
     "paper": UNetConfig(dropout=0.5),
     # Small enough to train on a CPU in minutes: a quarter of the paper's widths, with batch normalisation.
     "compact": UNetConfig((16, 32, 64, 128), 256, (128, 64, 32, 16), batch_norm=True),
-    # A popular description of "U-Net" that departs from the paper (whose first layer is a 3x3 convolution and
-    # which has no context block): a 7x7 stem, encoder 32/64/128, decoder 64/32/16, a context block on the bottleneck.
+    # A variant found in some descriptions of "U-Net" that departs from the paper (whose first layer is a 3x3
+    # convolution and which has no context block): a 7x7 stem, encoder 32/64/128, decoder 64/32/16, a context block
+    # on the bottleneck.
     "stem7_context": UNetConfig((32, 64, 128), 256, (64, 32, 16), stem_kernel=7, batch_norm=True, context=True),
 }
 
