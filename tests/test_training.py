@@ -319,3 +319,38 @@ def test_flip_tta_averages_the_prediction_of_the_mirrored_image_mirrored_back():
     table = evaluate.tune_tta(model, dataset)
     assert list(table.columns) == ["flip", "score", "threshold", "min_component_area"]
     assert set(table["flip"]) == {False, True} and table["score"].is_monotonic_decreasing
+
+
+def test_an_exported_model_reloaded_in_a_fresh_process_predicts_what_the_model_does(tmp_path):
+    import subprocess
+    import sys
+
+    import tensorflow as tf
+
+    from utils.model import build_unet
+
+    keras.utils.set_random_seed(3)
+    model = build_unet("compact", 32)
+    pixels = np.random.default_rng(0).integers(0, 256, (100, 120)).astype("float32")  # any size, not square
+    pixels[40:70, 30:60] = 255  # something bright
+    # In this process: the model on the pipeline's preprocessing, resized back, then the triplet rule in numpy.
+    probability = model.predict(evaluate.preprocess(pixels, 32), verbose=0)
+    expected = tf.image.resize(probability, pixels.shape, "bilinear").numpy()[0, ..., 0]
+    # Thresholds inside the untrained model's range, so that the mask holds some pixels and not all of them.
+    triplet = (float(np.percentile(expected, 90)), 300.0, float(np.median(expected)))
+    path = evaluate.export_for_inference(model, tmp_path / "exported", triplet)
+    np.save(tmp_path / "pixels.npy", pixels)
+    script = (
+        "import sys, numpy as np, tensorflow as tf\n"
+        "loaded = tf.saved_model.load(sys.argv[1])\n"
+        "out = loaded.segment(tf.constant(np.load(sys.argv[2])))\n"
+        "np.savez(sys.argv[3], mask=out['mask'].numpy(), probability=out['probability'].numpy())\n")
+    subprocess.run([sys.executable, "-c", script, str(path), str(tmp_path / "pixels.npy"), str(tmp_path / "out.npz")],
+                   check=True, timeout=120, env={**__import__("os").environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    exported = np.load(tmp_path / "out.npz")
+    assert exported["probability"].shape == pixels.shape and exported["mask"].dtype == np.uint8
+    assert np.allclose(exported["probability"], expected, atol=1e-5)
+    assert np.array_equal(exported["mask"], evaluate.triplet_postprocess(expected, *triplet))
+    assert 0 < exported["mask"].sum() < pixels.size  # a mask with something in it: the comparison means something
+    with pytest.raises(ValueError, match="triplet"):
+        evaluate.export_for_inference(model, tmp_path / "bad", (0.3, 100, 0.5))

@@ -234,6 +234,46 @@ def write_submission(model: keras.Model, images: pd.DataFrame, image_size: int, 
     return submission
 
 
+def preprocess(pixels: tf.Tensor, image_size: int) -> tf.Tensor:
+    """A whole radiograph's pixels, (H, W) as ``utils.dicom.read_image`` returns them, as the model's input
+    (1, size, size, 1): the training pipeline's resize with antialiasing, darkest pixel 0 and brightest 1, and
+    its 8-bit rounding (``utils.data.make_dataset``)."""
+    image = tf.cast(pixels, tf.float32)[None, ..., None]
+    image = tf.image.resize(image, (image_size, image_size), "bilinear", antialias=True)
+    low, high = tf.reduce_min(image), tf.reduce_max(image)
+    image = tf.where(high > low, (image - low) / tf.maximum(high - low, 1e-6), tf.zeros_like(image))
+    return tf.round(image * 255.0) / 255.0
+
+
+def export_for_inference(model: keras.Model, path: str | Path, triplet: tuple[float, float, float]) -> Path:
+    """Write a TensorFlow SavedModel that segments a radiograph without this book's code: its ``segment`` takes
+    the pixels of one image, (H, W) float32 at any size, and returns the 0/1 ``mask`` (uint8) at that size, after
+    the triplet rule ``(top, min_area, bottom)`` (``triplet_postprocess``), and the ``probability`` map.
+
+    Load it anywhere TensorFlow runs: ``tf.saved_model.load(path).segment(pixels)``; encode the mask with
+    ``utils.rle.encode`` (or the competition's own encoder) for a submission.
+    """
+    top, min_area, bottom = (float(v) for v in triplet)
+    if not 0 <= bottom <= top <= 1 or min_area < 0:
+        raise ValueError(f"triplet {triplet}: need 0 <= bottom <= top <= 1 and min_area >= 0")
+    size = int(model.input_shape[1])
+
+    def segment(pixels):
+        probability = tf.cast(model(preprocess(pixels, size), training=False), tf.float32)
+        shape = tf.shape(pixels)
+        full = tf.image.resize(probability, shape[:2], "bilinear")[0, ..., 0]
+        scaled_area = min_area * tf.cast(shape[0] * shape[1], tf.float32) / TRIPLET_REFERENCE_SIZE**2
+        present = tf.cast(tf.reduce_sum(tf.cast(full > top, tf.int32)), tf.float32) >= scaled_area
+        mask = tf.logical_and(full > bottom, present)
+        return {"mask": tf.cast(mask, tf.uint8), "probability": full}
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("segment", segment, input_signature=[tf.TensorSpec([None, None], tf.float32)])
+    archive.write_out(str(path), verbose=False)
+    return Path(path)
+
+
 def choose_postprocessing(probabilities: np.ndarray, masks: np.ndarray) -> dict:
     """The better of the component rule and the triplet rule on ``probabilities`` (the validation split)."""
     component = tune_postprocessing(probabilities, masks).iloc[0]
