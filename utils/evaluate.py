@@ -250,7 +250,8 @@ def export_for_inference(model: keras.Model, path: str | Path, triplet: tuple[fl
     the pixels of one image, (H, W) float32 at any size, and returns the 0/1 ``mask`` (uint8) at that size, after
     the triplet rule ``(top, min_area, bottom)`` (``triplet_postprocess``), and the ``probability`` map.
 
-    Load it anywhere TensorFlow runs: ``tf.saved_model.load(path).segment(pixels)``; encode the mask with
+    Load it anywhere TensorFlow runs: ``loaded = tf.saved_model.load(path)``, then ``loaded.segment(pixels)`` (keep
+    ``loaded``: it owns the variables); encode the mask with
     ``utils.rle.encode`` (or the competition's own encoder) for a submission.
     """
     top, min_area, bottom = (float(v) for v in triplet)
