@@ -124,3 +124,46 @@ def test_the_paper_preset_is_the_paper_and_the_variant_says_what_it_adds():
     variant = PRESETS["stem7_context"]
     assert variant.stem_kernel == 7 and variant.context
     assert build_unet("stem7_context", 32).get_layer("stem").kernel_size == (7, 7)
+
+
+def test_a_backbone_unet_taps_its_skips_from_the_backbones_layers_and_freezes_then_fine_tunes(tmp_path):
+    from utils.model import backbone_skips, build_backbone_unet, unfreeze
+
+    keras.utils.set_random_seed(0)
+    base = keras.applications.MobileNetV2(include_top=False, weights=None, input_shape=(32, 32, 3))
+    skips = backbone_skips(base, 32)
+    assert [tuple(t.shape[1:3]) for t in skips] == [(16, 16), (8, 8), (4, 4), (2, 2), (1, 1)]
+    for tensor in skips[:-1]:  # each is the last layer's output at its resolution, found from the layers
+        size = tensor.shape[1]
+        last = [layer for layer in base.layers if len(layer.output.shape) == 4 and layer.output.shape[1] == size][-1]
+        assert tensor is last.output
+    # The loading path of pretrained weights, offline: a weights file written here stands in for ImageNet's.
+    base.save_weights(tmp_path / "backbone.weights.h5")
+    model = build_backbone_unet("MobileNetV2", 32, weights=str(tmp_path / "backbone.weights.h5"))
+    encoder = model.get_layer("encoder")
+    assert all(np.array_equal(a, b) for a, b in zip(encoder.get_weights(), base.get_weights(), strict=True))
+    assert model.input.shape == (None, 32, 32, 1) and model.output.shape == (None, 32, 32, 1)
+    assert not encoder.trainable and not any(w is v for w in model.trainable_weights for v in encoder.weights)
+
+    images = np.random.default_rng(0).random((4, 32, 32, 1)).astype("float32")
+    masks = (images > 0.9).astype("float32")
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="binary_crossentropy")
+    before = [w.copy() for w in encoder.get_weights()]
+    model.fit(images, masks, epochs=1, batch_size=2, verbose=0)  # frozen: only the decoder learns
+    assert all(np.array_equal(a, b) for a, b in zip(before, encoder.get_weights()))
+    unfreeze(model).compile(optimizer=keras.optimizers.Adam(1e-5), loss="binary_crossentropy")
+    model.fit(images, masks, epochs=1, batch_size=2, verbose=0)  # fine-tuning: the encoder moves too
+    assert any(not np.array_equal(a, b) for a, b in zip(before, encoder.get_weights()))
+
+    model.save(tmp_path / "backbone_unet.keras")  # standard layers only: it saves and loads like any model
+    reloaded = keras.models.load_model(tmp_path / "backbone_unet.keras")
+    assert np.allclose(reloaded.predict(images, verbose=0), model.predict(images, verbose=0), atol=1e-5)
+
+
+def test_backbone_unet_refuses_an_unknown_backbone_or_size():
+    from utils.model import build_backbone_unet
+
+    with pytest.raises(ValueError, match="is not one of"):
+        build_backbone_unet("ResNet34", 64, weights=None)  # not in keras.applications
+    with pytest.raises(ValueError, match="divisible by 32"):
+        build_backbone_unet("MobileNetV2", 48, weights=None)

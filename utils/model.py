@@ -202,3 +202,86 @@ def conv_flops(model: keras.Model) -> int:
                 positions = layer.output.shape[1] * layer.output.shape[2]
             total += 2 * kernel_h * kernel_w * c_in * c_out * positions
     return int(total)
+
+
+# keras.applications backbones, and the input scaling each was trained with (its module's preprocess_input):
+# "caffe" subtracts ImageNet's channel means from 0..255 values (and swaps RGB to BGR, which a grey image repeated
+# to three channels does not notice), "tf" scales to -1..1, "torch" standardises 0..1 values with ImageNet's means
+# and deviations, "raw" passes 0..255 (EfficientNet rescales inside the model).
+BACKBONES = {"ResNet50": "caffe", "ResNet50V2": "tf", "MobileNetV2": "tf", "EfficientNetB0": "raw",
+             "DenseNet121": "torch"}
+
+
+def backbone_scaling(mode: str, name: str = "backbone_preprocess") -> layers.Layer:
+    """A Keras layer that maps the book's 0..1 images to a backbone's expected input (``BACKBONES``): standard,
+    serialisable layers, so a model with it saves to ``.keras`` and loads back like any other."""
+    if mode == "caffe":
+        means = [103.939 / 255, 116.779 / 255, 123.68 / 255]
+        return layers.Normalization(mean=means, variance=[(1 / 255) ** 2] * 3, name=name)
+    if mode == "tf":
+        return layers.Rescaling(2.0, offset=-1.0, name=name)
+    if mode == "torch":
+        return layers.Normalization(mean=[0.485, 0.456, 0.406], variance=[0.229**2, 0.224**2, 0.225**2], name=name)
+    return layers.Rescaling(255.0, name=name)
+
+
+def backbone_skips(backbone: keras.Model, image_size: int, levels: int = 4) -> list[keras.KerasTensor]:
+    """The skip tensors of a U-Net built on ``backbone``, found from its layers rather than hard-coded: for each of
+    the resolutions image_size / 2, / 4, ... / 2**levels, the output of the *last* layer at that resolution (the
+    most processed features before the next down-sampling), then the deepest output (the bottleneck)."""
+    last_at: dict[int, keras.KerasTensor] = {}
+    for layer in backbone.layers:
+        output = layer.output
+        if isinstance(output, (list, tuple)) or len(output.shape) != 4 or output.shape[1] is None:
+            continue
+        last_at[int(output.shape[1])] = output
+    wanted = [image_size // 2**level for level in range(1, levels + 1)]
+    missing = [size for size in wanted if size not in last_at]
+    if missing:
+        raise ValueError(f"{backbone.name} has no layer output at {missing} pixels for a {image_size}-pixel input; "
+                         f"its resolutions are {sorted(last_at, reverse=True)}")
+    return [last_at[size] for size in wanted] + [backbone.output]
+
+
+def build_backbone_unet(backbone: str = "ResNet50", image_size: int = 256, weights: str | None = "imagenet",
+                        decoder_filters: tuple[int, ...] = (256, 128, 64, 32, 16), freeze: bool = True
+                        ) -> keras.Model:
+    """A U-Net whose encoder is a pretrained ``keras.applications`` backbone (the top SIIM-ACR solutions used
+    ImageNet encoders: ResNet, SE-ResNeXt, EfficientNet).
+
+    The grey image (1 channel, 0..1, as the book's pipeline gives it) is repeated to 3 channels and scaled to
+    what the backbone was trained on (``backbone_scaling``: its module's ``preprocess_input``). The skip
+    connections are tapped at 1/2, 1/4, 1/8 and 1/16 of the input size (``backbone_skips``), the bottleneck is
+    the backbone's last output (1/32), and the decoder up-samples five times with ``decoder_block`` (the last
+    step has no skip) to the book's one-channel sigmoid head. ``weights``: "imagenet" (downloaded once, needs the
+    network), None (random, as the offline build uses), or the path of a weights file. With ``freeze`` the
+    backbone does not train: train the decoder first, then ``unfreeze`` and fine-tune with a lower learning rate.
+
+    Raises:
+        ValueError: for an unknown backbone, or an image size not divisible by 32.
+    """
+    if backbone not in BACKBONES:
+        raise ValueError(f"backbone={backbone!r} is not one of {sorted(BACKBONES)}")
+    if image_size % 32 or len(decoder_filters) != 5:
+        raise ValueError(f"image_size={image_size} must be divisible by 32 (five down-samplings), and "
+                         f"decoder_filters={decoder_filters} must have five widths")
+    base = getattr(keras.applications, backbone)(include_top=False, weights=weights,
+                                                 input_shape=(image_size, image_size, 3))
+    encoder = keras.Model(base.input, backbone_skips(base, image_size), name="encoder")
+    encoder.trainable = not freeze
+    inputs = keras.Input(shape=(image_size, image_size, 1), name="image")
+    rgb = layers.Concatenate(name="grey_to_rgb")([inputs, inputs, inputs])
+    rgb = backbone_scaling(BACKBONES[backbone])(rgb)
+    *skips, x = encoder(rgb, training=False)  # batch normalisation in inference mode, also when fine-tuned
+    for level, (filters, skip) in enumerate(zip(decoder_filters, [*reversed(skips), None]), start=1):
+        if skip is None:  # the last step, to full resolution: nothing to concatenate
+            x = conv_block(upsample(x, filters, name=f"decoder{level}_up"), filters, name=f"decoder{level}")
+        else:
+            x = decoder_block(x, skip, filters, name=f"decoder{level}")
+    return keras.Model(inputs, output_head(x), name=f"unet_{backbone.lower()}")
+
+
+def unfreeze(model: keras.Model) -> keras.Model:
+    """Make a ``build_backbone_unet`` model's encoder trainable, for fine-tuning; compile it again afterwards."""
+    model.get_layer("encoder").trainable = True
+    return model
