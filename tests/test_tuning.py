@@ -5,6 +5,8 @@ chapter 9 but take well under a second."""
 import dataclasses
 import itertools
 import math
+import time
+import types
 
 import keras
 import keras_tuner
@@ -224,3 +226,57 @@ def test_two_trials_with_one_seed_train_alike_on_one_shared_dataset(small_sample
     first, second = FirstEpochLoss.losses
     assert math.isfinite(first) and first == pytest.approx(second, rel=1e-6)
     assert trials[0].score == pytest.approx(trials[1].score)
+
+
+def test_the_search_worker_logs_its_trials_and_times(tmp_path, monkeypatch, capsys):
+    # utils.tuning.main as chapter 10 runs it, with trials that score at once: every
+    # trial it trains is logged as started and ended, by this worker, one after the
+    # other, and trial_times reads the lines back from the output.
+    import utils.source
+    import utils.train
+
+    monkeypatch.setenv("KERASTUNER_TUNER_ID", "tuner7")  # a worker's name, but no chief
+    started_at = []
+    real_grid_search = tuning.grid_search
+
+    def fast_grid_search(*args, **kwargs):
+        tuner = real_grid_search(*args, **kwargs)
+
+        def run_trial(trial, *fit_args, **fit_kwargs):
+            started_at.append(time.time())
+            return {tuning.OBJECTIVE.name: point(trial)[0]}
+
+        tuner.run_trial = run_trial
+        return tuner
+
+    no_data = lambda root, config, epoch=None: (None, None, None)  # noqa: E731
+    monkeypatch.setattr(tuning, "grid_search", fast_grid_search)
+    data_root = lambda: types.SimpleNamespace(path=tmp_path)  # noqa: E731
+    monkeypatch.setattr(utils.source, "data_root", data_root)
+    monkeypatch.setattr(utils.train, "prepare_data", no_data)
+    directory = tmp_path / "search"
+    tuning.main(["--directory", str(directory), "--max-trials", "3", "--image-size",
+                 "32"])
+    output = capsys.readouterr().out.splitlines()
+    assert output[-1] == "[tuner7] search finished"
+    stray = "[tuner7] trial 99 ended at 1.0 (COMPLETED)"  # no start logged: skipped
+    times = tuning.trial_times(["unrelated line", stray, *output])
+    table = tuning.trials_table(real_grid_search(32, directory))
+    assert times["worker"].tolist() == ["tuner7"] * 3
+    assert sorted(times["trial"]) == sorted(table["trial"]) and times["trial"].is_unique
+    assert (times["status"] == TrialStatus.COMPLETED).all()
+    logged_to_the_ms = 1e-3
+    assert (times["started"] <= np.array(started_at) + logged_to_the_ms).all()
+    assert (times["ended"] >= np.array(started_at) - logged_to_the_ms).all()
+    ended, started = times["ended"].to_numpy(), times["started"].to_numpy()
+    assert (ended[:-1] <= started[1:]).all()  # one worker: one trial after the other
+
+
+def test_trial_times_keeps_a_trial_whose_end_was_not_logged():
+    lines = ["[tuner0] trial 0 started at 10.5", "[tuner1] trial 1 started at 11",
+             "[tuner0] trial 0 ended at 20.25 (COMPLETED)", "[tuner1] search finished"]
+    table = tuning.trial_times(lines)
+    assert table[["worker", "trial", "status"]].values.tolist() == [
+        ["tuner0", "0", "COMPLETED"], ["tuner1", "1", ""]]
+    assert table["started"].tolist() == [10.5, 11.0] and table["ended"].iloc[0] == 20.25
+    assert math.isnan(table["ended"].iloc[1])

@@ -10,6 +10,11 @@ a restarted cluster resumes from the last one. Each worker runs
 
 and ``launch_cluster`` starts such processes on one machine, for teaching and testing.
 
+It is a teaching loop: every worker holds the whole data set in memory as arrays (``--data``), and there is no
+augmentation, validation, metric or batch normalisation. A worker reads its cluster from ``TF_CONFIG`` only; under
+SLURM, build ``TF_CONFIG`` from ``tf.distribute.cluster_resolver.SlurmClusterResolver`` before calling ``main``
+(chapter 8 shows how).
+
 Resuming assumes that every worker sees the checkpoint folder (``--checkpoints``) at the same path: one machine,
 or several with a shared filesystem (NFS, a mounted bucket, or a ``gs://`` path that ``tf.io.gfile`` reads). Every
 worker restores from the newest checkpoint in that folder, which the chief (worker 0) writes. On separate

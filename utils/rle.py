@@ -2,8 +2,9 @@
 
 Format (as in ``train-rle.csv``): space-separated integers in (start, length) pairs. Pixels are numbered in
 column-major order (down each column, then left to right). The first start counts from pixel 0; every later
-start counts from the end of the previous run. ``"-1"`` means an empty mask. An image with several regions
-has several rows in the CSV; its mask is their union.
+start counts from the end of the previous run. ``"-1"`` means an empty mask. Each CSV row is one annotation,
+which can hold several disconnected regions; an image with several annotations has several rows, and its mask is
+their union (``decode_union``).
 """
 from __future__ import annotations
 

@@ -5,6 +5,8 @@ search's worker entry point.
         python -m utils.tuning --directory runs/search --image-size 64 --epochs 3
 
 (run once as the chief and once per worker with KERASTUNER_TUNER_ID=tuner0, tuner1, ...).
+Each worker prints a line when it starts a trial and one when it ends it, with the
+trial's ID and the wall-clock time; ``trial_times`` reads them back from the logs.
 """
 from __future__ import annotations
 
@@ -14,8 +16,9 @@ import functools
 import math
 import os
 import re
+import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 import keras
@@ -218,12 +221,71 @@ def trials_table(tuner: keras_tuner.Tuner) -> pd.DataFrame:
     return table.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
 
 
+# What a worker of main() prints for each trial: "[tuner0] trial 00 started at
+# 1700000000.123", then "[tuner0] trial 00 ended at 1700000042.456 (COMPLETED)".
+# Times are time.time(), seconds since the epoch: comparable between the processes of
+# one machine (on several machines, only as far as their clocks agree).
+TRIAL_LINE = re.compile(r"^\[(?P<role>[^\]]+)\] trial (?P<trial>\S+) "
+                        r"(?P<event>started|ended) at (?P<time>\d+(\.\d+)?)"
+                        r"( \((?P<status>\w+)\))?$")
+
+
+def _report_trials(tuner: keras_tuner.Tuner, role: str) -> None:
+    """Have ``tuner`` print a ``TRIAL_LINE`` as each trial starts and after it ended."""
+    begin, end = tuner.on_trial_begin, tuner.on_trial_end
+
+    def on_trial_begin(trial) -> None:
+        now = time.time()
+        print(f"[{role}] trial {trial.trial_id} started at {now:.3f}", flush=True)
+        begin(trial)
+
+    def on_trial_end(trial) -> None:
+        end(trial)  # KerasTuner's: reports the trial to the oracle (the chief), saves
+        now = time.time()
+        print(f"[{role}] trial {trial.trial_id} ended at {now:.3f} ({trial.status})",
+              flush=True)
+
+    tuner.on_trial_begin, tuner.on_trial_end = on_trial_begin, on_trial_end
+
+
+def trial_times(lines: Iterable[str]) -> pd.DataFrame:
+    """The trials that ``main``'s workers logged, read from their logs' lines.
+
+    One row per (worker, trial) started, in the order started: ``worker`` (its
+    KERASTUNER_TUNER_ID), ``trial`` (the trial ID), ``started`` and ``ended``
+    (``time.time()`` seconds; NaN when no end was logged, as for a worker stopped
+    during the trial) and ``status`` (KerasTuner's, e.g. "COMPLETED"; "" when not
+    ended). Other lines are skipped.
+    """
+    import pandas as pd
+
+    rows: dict[tuple[str, str], dict] = {}
+    for line in lines:
+        match = TRIAL_LINE.match(line.strip())
+        if match is None:
+            continue
+        key = (match["role"], match["trial"])
+        if match["event"] == "started":
+            started = float(match["time"])
+            rows[key] = {"worker": key[0], "trial": key[1], "started": started,
+                         "ended": math.nan, "status": ""}
+        elif key in rows:
+            rows[key].update(ended=float(match["time"]), status=match["status"] or "")
+    columns = ["worker", "trial", "started", "ended", "status"]
+    table = pd.DataFrame(list(rows.values()), columns=columns)
+    return table.sort_values("started", kind="stable").reset_index(drop=True)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """One process of a distributed grid search (chief or worker, from KERASTUNER_TUNER_ID)."""
+    """One process of a distributed grid search: chief or worker (KERASTUNER_TUNER_ID).
+
+    A worker prints a ``TRIAL_LINE`` when it starts and when it ends each trial (the
+    trial's ID and the wall-clock time); every process prints "[ROLE] search finished".
+    """
     from utils.source import data_root
     from utils.train import prepare_data
 
-    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser = argparse.ArgumentParser(description=main.__doc__.splitlines()[0])
     parser.add_argument("--directory", required=True)
     parser.add_argument("--project-name", default="grid")
     parser.add_argument("--image-size", type=int, default=None)
@@ -235,6 +297,7 @@ def main(argv: list[str] | None = None) -> None:
                                  num_epochs=args.epochs or config.num_epochs)
     role = os.environ.get("KERASTUNER_TUNER_ID", "(not distributed)")
     tuner = grid_search(config.image_size, args.directory, args.project_name, args.max_trials, seed=config.seed)
+    _report_trials(tuner, role)  # the chief trains no trial: it serves the oracle
     _, train_data, validation_data = prepare_data(data_root().path, config, epoch=tuner.hypermodel.epoch)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
