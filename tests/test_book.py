@@ -296,6 +296,32 @@ def test_timing_tables_and_schedules_come_from_their_json():
             f"benchmarks/results/{name} differs from what chapter_timings.json gives: run `make timings`")
 
 
+def test_each_chapters_time_line_comes_from_the_timings_file():
+    """The **Time:** line under each chapter's objectives is written by `make timings`, never typed."""
+    timings = load_chapter_timings()
+    result = json.loads((ROOT / "benchmarks" / "results" / "chapter_timings.json").read_text())
+    for chapter in result["chapters"]:
+        first = "".join(load(ROOT / "notebooks" / f"{chapter['notebook']}.ipynb")["cells"][0]["source"])
+        line = next((line for line in first.splitlines() if line.startswith(timings.TIME_PREFIX)), None)
+        assert line == timings.time_line(chapter, result), (
+            f"{chapter['notebook']}: its Time: line is not the one chapter_timings.json gives: run "
+            "`python benchmarks/chapter_timings.py --readme-only`")
+
+
+def test_the_instructor_guide_names_the_exercises_the_schedules_plan():
+    timings = load_chapter_timings()
+    guide = (ROOT / "book" / "teaching" / "instructor_guide.md").read_text()
+    sections = dict(re.findall(r"(?ms)^### (\d+)\..*?\n(.*?)(?=^##)", guide))
+    half, two = timings.planned_exercises(timings.HALF_DAY), timings.planned_exercises(timings.TWO_DAY)
+    for chapter in range(1, len(NOTEBOOKS) + 1):
+        (line,) = re.findall(r"\*Exercises:\*(.*?)(?:\n\n|$)", sections[str(chapter)], flags=re.S)
+        expected = f"half-day {half[chapter]}" if chapter in half else "not in the half-day"
+        assert expected in line, f"chapter {chapter}: the guide's exercises differ from the half-day plan ({line})"
+        assert f"two-day {two[chapter]}" in line, f"chapter {chapter}: the guide differs from the two-day plan"
+        for part in ("*Questions:*", "*Check:*", "*Misconception:*"):
+            assert part in sections[str(chapter)], f"chapter {chapter}: the guide has no {part}"
+
+
 def test_readme_links_the_site_and_shows_the_badges():
     readme = (ROOT / "README.md").read_text()
     site = CONFIG["html"]["baseurl"]
