@@ -183,6 +183,20 @@ def cache_bytes_per_example(image_size: int) -> int:
     return 2 * image_size * image_size
 
 
+def resize_image(image: tf.Tensor, image_size: int) -> tf.Tensor:
+    """An (H, W, 1) image at the model's size, as 8-bit values: bilinear resizing with antialiasing, then the
+    darkest pixel 0 and the brightest 255. The training pipeline (``make_dataset``) and the exported model
+    (``utils.evaluate.export_for_inference``) both prepare images with it."""
+    import tensorflow as tf
+
+    image = tf.image.resize(image, (image_size, image_size), "bilinear", antialias=True)
+    # Darkest pixel 0, brightest 1 at the training size, as read_image does at full size: shrinking averages
+    # the extremes away, and it happens at different steps in the two paths.
+    low, high = tf.reduce_min(image), tf.reduce_max(image)
+    image = tf.where(high > low, (image - low) / tf.maximum(high - low, 1e-6), tf.zeros_like(image))
+    return tf.cast(tf.round(image * 255.0), tf.uint8)
+
+
 def cache_location(num_examples: int, image_size: int, cache: bool | str | Path = True,
                    key: str = "") -> str | None:
     """Where ``make_dataset`` caches: None (no cache), ``""`` (memory) or a file prefix (disk).
@@ -271,12 +285,7 @@ def make_dataset(
         # In TensorFlow, in parallel: decode the JPEG bytes (shrunk by `scale`), or take pydicom's pixels.
         image = tf.cond(tf.strings.length(frame) > 0, lambda: decode_jpeg_frame(frame, scale), lambda: pixels)
         size = (image_size, image_size)
-        image = tf.image.resize(image, size, "bilinear", antialias=True)
-        # Darkest pixel 0, brightest 1 at the training size, as read_image does at full size: shrinking averages
-        # the extremes away, and it happens at different steps in the two paths.
-        low, high = tf.reduce_min(image), tf.reduce_max(image)
-        image = tf.where(high > low, (image - low) / tf.maximum(high - low, 1e-6), tf.zeros_like(image))
-        image = tf.cast(tf.round(image * 255.0), tf.uint8)
+        image = resize_image(image, image_size)
         # A pixel of the small mask is foreground when at least half of the full-size pixels it covers are:
         # nearest-neighbour sampling would keep one pixel in 16 per side at 64 px and can lose a thin crescent.
         covered = tf.image.resize(tf.cast(mask, tf.float32), size, "area")

@@ -15,7 +15,7 @@ import tensorflow as tf
 from scipy import ndimage
 
 from utils import rle
-from utils.data import make_dataset
+from utils.data import make_dataset, resize_image
 from utils.dicom import read_image
 from utils.metrics import dice_per_image
 
@@ -237,12 +237,9 @@ def write_submission(model: keras.Model, images: pd.DataFrame, image_size: int, 
 def preprocess(pixels: tf.Tensor, image_size: int) -> tf.Tensor:
     """A whole radiograph's pixels, (H, W) as ``utils.dicom.read_image`` returns them, as the model's input
     (1, size, size, 1): the training pipeline's resize with antialiasing, darkest pixel 0 and brightest 1, and
-    its 8-bit rounding (``utils.data.make_dataset``)."""
-    image = tf.cast(pixels, tf.float32)[None, ..., None]
-    image = tf.image.resize(image, (image_size, image_size), "bilinear", antialias=True)
-    low, high = tf.reduce_min(image), tf.reduce_max(image)
-    image = tf.where(high > low, (image - low) / tf.maximum(high - low, 1e-6), tf.zeros_like(image))
-    return tf.round(image * 255.0) / 255.0
+    its 8-bit rounding (``utils.data.resize_image``, which ``make_dataset`` uses)."""
+    image = resize_image(tf.cast(pixels, tf.float32)[..., None], image_size)
+    return tf.cast(image, tf.float32)[None] / 255.0
 
 
 def export_for_inference(model: keras.Model, path: str | Path, triplet: tuple[float, float, float]) -> Path:
