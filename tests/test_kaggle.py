@@ -208,6 +208,7 @@ def test_on_kaggle_the_attached_data_is_found_with_no_setting(tmp_path, monkeypa
 
 def test_kaggle_without_training_images_uses_the_sample_and_says_what_to_attach(tmp_path, monkeypatch, capsys):
     attach(tmp_path / "input", COMPETITION)  # the competition's own download: stage-2 test images only
+    attach(tmp_path / "input", ["images-only/siim/dicom-images-train/1.2/1.3/1.4.dcm"])  # no label CSV beside it
     monkeypatch.delenv("SIIM_DATA_DIR", raising=False)
     monkeypatch.setenv("UNET_BOOK_KAGGLE_INPUT", str(tmp_path / "input"))
     monkeypatch.setenv("KAGGLE_KERNEL_RUN_TYPE", "Batch")
