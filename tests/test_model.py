@@ -10,6 +10,7 @@ from utils.model import (
     conv_block,
     conv_flops,
     get_unet_config,
+    output_head,
     upsample,
 )
 
@@ -38,6 +39,20 @@ def test_several_classes_softmax_and_logits():
     assert np.allclose(np.sum(probabilities, axis=-1), 1, atol=1e-5)
     logits = build_unet("compact", 32, logits=True)
     assert logits.layers[-1].activation.__name__ == "linear"
+
+
+def test_the_compact_head_starts_at_its_prior_and_the_paper_head_at_one_half():
+    empty = np.zeros((1, 32, 32, 1), "float32")
+    compact = build_unet("compact", 32)(empty, training=False).numpy()
+    paper = build_unet("paper", 32)(empty, training=False).numpy()
+    assert np.allclose(compact, PRESETS["compact"].output_prior, atol=1e-6) and PRESETS["compact"].output_prior == 0.01
+    assert np.allclose(paper, 0.5, atol=1e-6)
+    several = build_unet("compact", 32, num_classes=3)  # a prior is for one sigmoid channel: zero bias here
+    assert np.allclose(several.get_layer("head_conv").bias.numpy(), 0.0)
+    with pytest.raises(ValueError, match="prior=0.01 needs one output class"):
+        output_head(keras.Input((8, 8, 4)), num_classes=3, prior=0.01)
+    with pytest.raises(ValueError, match="prior=1.5"):
+        output_head(keras.Input((8, 8, 4)), prior=1.5)
 
 
 @pytest.mark.parametrize("size, message", [(100, "divisible by 2\\*\\*depth = 16.*96"), (8, "divisible")])

@@ -170,6 +170,16 @@ def test_min_predicted_area_turns_specks_into_empty_predictions():
     assert float(hard_dice(positive, positive, min_predicted_area=100)[0]) == 0.0  # a real region below it is lost
 
 
+def test_compile_model_creates_the_optimizer_state_before_the_first_step():
+    """Built outside the traced step (else TensorFlow traces the first step twice): Adam's two moments per weight."""
+    from utils.model import build_unet
+    from utils.train import compile_model
+
+    model = compile_model(build_unet("compact", 32))
+    assert model.optimizer.built
+    assert len(model.optimizer.variables) >= 2 * len(model.trainable_variables)
+
+
 @pytest.mark.filterwarnings("ignore:The least populated class in y:UserWarning")  # 24 images, as above
 def test_the_xla_choice_reaches_compile(small_sample, tmp_path, monkeypatch):
     """configure_device only decides on XLA; compile_model applies it, and train passes the decision on."""

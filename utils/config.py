@@ -30,7 +30,7 @@ class RunConfig:
 
 
 PRESETS: dict[str, dict] = {
-    "quick": dict(image_size=64, num_epochs=16, batch_size=8, num_samples=None,
+    "quick": dict(image_size=64, num_epochs=10, batch_size=8, num_samples=None,
                   search_image_size=32, search_epochs=2, search_samples=80),
     "full": dict(image_size=512, num_epochs=40, batch_size=16, num_samples=None,
                  search_image_size=256, search_epochs=10, search_samples=None),

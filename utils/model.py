@@ -7,6 +7,7 @@ model from them one step at a time with the Keras functional API. ``build_unet``
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import keras
 from keras import layers
@@ -88,7 +89,7 @@ def context_block(x: keras.KerasTensor, name: str = "context") -> keras.KerasTen
     return layers.Multiply(name=f"{name}_scale")([x, gate])
 
 
-def output_head(x: keras.KerasTensor, num_classes: int = 1, logits: bool = False,
+def output_head(x: keras.KerasTensor, num_classes: int = 1, logits: bool = False, prior: float | None = None,
                 name: str = "head") -> keras.KerasTensor:
     """1x1 convolution to ``num_classes`` maps; sigmoid for one class, softmax over classes for several.
 
@@ -98,8 +99,17 @@ def output_head(x: keras.KerasTensor, num_classes: int = 1, logits: bool = False
     computes in float32 even under mixed precision, so the sigmoid saturates only beyond |logit| ~ 17, not ~ 8.
     ``logits=True`` returns the raw scores instead (no activation), for losses built with ``from_logits=True``:
     the safer choice when something sits between the sigmoid and the loss. The ``utils`` losses do not accept them.
+
+    ``prior`` (one class only): start the bias at ``log(prior / (1 - prior))``, so that the untrained network
+    predicts ``prior`` for every pixel instead of 0.5 -- the initialisation of Lin et al. (2017, section 4.1)
+    for a rare foreground. Without it, the first epochs go to unlearning "every pixel is half lesion".
     """
-    x = layers.Conv2D(num_classes, 1, dtype="float32", name=f"{name}_conv")(x)
+    bias = "zeros"
+    if prior is not None:
+        if num_classes != 1 or not 0 < prior < 1:
+            raise ValueError(f"prior={prior!r} needs one output class and a value between 0 and 1")
+        bias = keras.initializers.Constant(math.log(prior / (1 - prior)))
+    x = layers.Conv2D(num_classes, 1, dtype="float32", bias_initializer=bias, name=f"{name}_conv")(x)
     if logits:
         return x
     activation = "sigmoid" if num_classes == 1 else "softmax"
@@ -122,6 +132,9 @@ class UNetConfig:
     context: bool = False  # a context block (chapter 4) on the bottleneck; not in the paper
     num_classes: int = 1
     logits: bool = False
+    # The untrained head's prediction for every pixel (see output_head); None starts at 0.5, as the paper does.
+    # Used with one output class only (a sigmoid); several classes start at zero bias.
+    output_prior: float | None = None
 
     @property
     def depth(self) -> int:
@@ -132,11 +145,13 @@ PRESETS: dict[str, UNetConfig] = {
     # The paper's widths and depth, with "same" padding (so output size = input size) and one output channel.
     "paper": UNetConfig(dropout=0.5),
     # Small enough to train on a CPU in minutes: a quarter of the paper's widths, with batch normalisation.
-    "compact": UNetConfig((16, 32, 64, 128), 256, (128, 64, 32, 16), batch_norm=True),
+    # Its head starts at the prior 0.01 (Lin et al., 2017): lesions are rare pixels.
+    "compact": UNetConfig((16, 32, 64, 128), 256, (128, 64, 32, 16), batch_norm=True, output_prior=0.01),
     # A variant found in some descriptions of "U-Net" that departs from the paper (whose first layer is a 3x3
     # convolution and which has no context block): a 7x7 stem, encoder 32/64/128, decoder 64/32/16, a context block
     # on the bottleneck.
-    "stem7_context": UNetConfig((32, 64, 128), 256, (64, 32, 16), stem_kernel=7, batch_norm=True, context=True),
+    "stem7_context": UNetConfig((32, 64, 128), 256, (64, 32, 16), stem_kernel=7, batch_norm=True, context=True,
+                                output_prior=0.01),
 }
 
 
@@ -180,7 +195,8 @@ def build_unet(preset: str | UNetConfig = "compact", image_size: int = 256, chan
         x = layers.Dropout(config.dropout, name="bottleneck_dropout")(x)
     for level, (filters, skip) in enumerate(zip(config.decoder_filters, reversed(skips)), start=1):
         x = decoder_block(x, skip, filters, config.upsampling, config.batch_norm, name=f"decoder{level}")
-    outputs = output_head(x, config.num_classes, config.logits)
+    prior = config.output_prior if config.num_classes == 1 else None  # a prior for one sigmoid channel only
+    outputs = output_head(x, config.num_classes, config.logits, prior)
     return keras.Model(inputs, outputs, name=f"unet_{preset}" if isinstance(preset, str) else "unet")
 
 
@@ -278,7 +294,7 @@ def build_backbone_unet(backbone: str = "ResNet50", image_size: int = 256, weigh
             x = conv_block(upsample(x, filters, name=f"decoder{level}_up"), filters, name=f"decoder{level}")
         else:
             x = decoder_block(x, skip, filters, name=f"decoder{level}")
-    return keras.Model(inputs, output_head(x), name=f"unet_{backbone.lower()}")
+    return keras.Model(inputs, output_head(x, prior=0.01), name=f"unet_{backbone.lower()}")
 
 
 def unfreeze(model: keras.Model) -> keras.Model:
