@@ -290,17 +290,21 @@ def cache_memory_block(result: dict) -> str:
 def ci_block(result: dict) -> str:
     """The README's table of CI's steps, from ``ci_timings.json`` (written by ``ci_timings.py``)."""
     steps = result["steps_seconds"]
+    rows = [("`bash .ci/run`, whole", result["total_seconds"])]
+    if "make-env" in steps:  # .ci/run creates .venv as a step of its own
+        rows.append((f"`make env` (creating `.venv` from `requirements-dev.txt`, "
+                     f"{result['venv_bytes'] / 1e9:.1f} GB on disk)", steps["make-env"]))
+    rows += [
+        (f"`make test` ({'' if 'make-env' in steps else 'creating `.venv`, '}lint, unit tests, the book built with "
+         "each chapter once)", steps["make-test"]),
+        ("`make test-colab` (creating `.venv-colab`, unit tests, every chapter under nbval on the oldest platform "
+         "stack, chapter 6 as on Kaggle)", steps["make-test-colab"]),
+    ]
     return (
         f"`bash .ci/run` on a fresh clone of commit {result['commit']} ({result['machine']}, Python "
         f"{result['python']}, pip's download cache warm), timed by `benchmarks/ci_timings.py` "
         "(result file `benchmarks/results/ci_timings.json`):\n\n"
-        "| step | time |\n|---|---|\n"
-        f"| `bash .ci/run`, whole | {duration(result['total_seconds'])} |\n"
-        f"| `make test` (creating `.venv`, lint, unit tests, the book built with each chapter once) | "
-        f"{duration(steps['make-test'])} |\n"
-        f"| `make test-colab` (creating `.venv-colab`, unit tests, every chapter under nbval on the oldest "
-        "platform stack, chapter 6 as on Kaggle) | "
-        f"{duration(steps['make-test-colab'])} |\n"
+        "| step | time |\n|---|---|\n" + "".join(f"| {name} | {duration(seconds)} |\n" for name, seconds in rows)
     )
 
 

@@ -57,8 +57,10 @@ def main() -> None:
     print(f"bash .ci/run exited {code} after {total:.0f} s; steps: {steps}; log: {log_path}")
     if code == 0:
         origin = provenance()
+        # The disk that `make env` took: every file under the clone's .venv, as `du -s --apparent-size` counts.
+        venv_bytes = sum(f.lstat().st_size for f in (clone / ".venv").rglob("*") if not f.is_dir())
         result = {"commit": commit, "exit_code": code, "total_seconds": round(total),
-                  "steps_seconds": steps, "cpu_cores": os.cpu_count(),
+                  "steps_seconds": steps, "venv_bytes": venv_bytes, "cpu_cores": os.cpu_count(),
                   "machine": f"{platform.machine()}, {origin['device']}",
                   "python": platform.python_version(), "provenance": origin}
         (RESULTS / "ci_timings.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -1,6 +1,7 @@
 """After the book build: every page's notebook ran to its end (each code cell has an execution count and no error
-output), every chapter page shows its figures and its Colab launch button and no traceback, and the set-up check
-page shows the check's table.
+output), every chapter page shows its figures and its Colab launch button and no traceback, no prose quotes a
+typed figure (``typed_figures.py``: each comes from the chapter's outputs, a result file or a named source), and
+the set-up check page shows the check's table.
 
 Usage: ``python tests/check_book.py [BOOK]``: BOOK is the book's folder (default: this repository), checked in
 BOOK/_build as `jupyter-book build BOOK` wrote it. Run by `make test` and `make book` after the build; exits
@@ -18,6 +19,7 @@ import sys
 from pathlib import Path
 
 import nbformat
+from typed_figures import Sources, typed, typed_in_notebook
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -73,9 +75,16 @@ def check(book):
             continue
         notebook = rendered_notebook(copy, build / ".jupyter_cache")
         problems += cell_problems(source.relative_to(book).as_posix(), notebook)
+    sources = Sources()
     for notebook in sorted((book / "notebooks").glob("*.ipynb")):
         if not (executed / "notebooks" / notebook.name).exists():
             problems.append(f"notebooks/{notebook.name} was not executed (no copy in {executed})")
+        else:
+            ran = rendered_notebook(executed / "notebooks" / notebook.name, build / ".jupyter_cache")
+            for figure in typed_in_notebook(ran, sources):
+                problems.append(f"notebooks/{notebook.name}: the figure {figure} in the prose is in no output of the "
+                                "chapter, no result file and not in tests/sourced_figures.toml: print it from the run "
+                                "or the result file, or name its source there")
         page = build / "html" / "notebooks" / f"{notebook.stem}.html"
         if not page.exists():
             problems.append(f"{page} was not built")
@@ -90,6 +99,10 @@ def check(book):
             problems.append(f"{page.name}: no Colab launch button")
         if "Traceback (most recent call last)" in html or 'class="output traceback' in html:
             problems.append(f"{page.name}: shows an error")
+    for page in sorted((book / "book").rglob("*.md")):
+        for figure in typed(page.read_text(), "", sources):
+            problems.append(f"{page.relative_to(book)}: the figure {figure} is in no result file and not in "
+                            "tests/sourced_figures.toml")
     # Formulas render offline: MathJax comes from the book's own _static folder, never from a CDN.
     for page in sorted((build / "html").rglob("*.html")):
         for source in re.findall(r'<script[^>]*src="([^"]*mathjax[^"]*)"', page.read_text(), flags=re.IGNORECASE):

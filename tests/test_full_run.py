@@ -21,6 +21,7 @@ def test_the_page_gives_the_commands_this_test_runs():
         assert command in text, command
 
 
+@pytest.mark.main_stack_only  # 50 s; the oldest stack runs the same path at quick sizes in chapter 7
 @pytest.mark.filterwarnings("ignore:The least populated class in y:UserWarning")  # 24 images
 def test_full_mode_trains_and_evaluates_at_its_real_sizes(small_sample, tmp_path, monkeypatch, capsys):
     from utils import data, evaluate, train

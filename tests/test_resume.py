@@ -55,6 +55,7 @@ def assert_same_run(run_dir, reference_dir):
     assert not (run_dir / "backup").exists()  # removed once the run completed
 
 
+@pytest.mark.main_stack_only  # 50 s; on the oldest stack chapter 7 crashes and resumes train() itself
 def test_a_killed_command_line_run_resumes_to_the_uninterrupted_result(small_sample, tmp_path, uninterrupted):
     reference_dir, reference_summary = uninterrupted
     run_dir = tmp_path / "run"
