@@ -37,7 +37,7 @@ def test_launch_cluster_closes_its_log_files(tmp_path):
         processes = launch_cluster(["--help"], 2, logs)
         gc.collect()
     assert not [w for w in caught if issubclass(w.category, ResourceWarning)], [str(w.message) for w in caught]
-    assert wait_for(processes, timeout=60) == [0, 0]
+    assert wait_for(processes, timeout=180) == [0, 0]
     assert all("usage:" in (logs / f"worker-{i}.log").read_text() for i in (0, 1))
 
 
@@ -51,7 +51,7 @@ def test_worker_processes_start_without_the_gpu_unless_given_one(tmp_path, monke
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")  # what the kernel's own process may see
     default = start("show_environment", [], tmp_path / "default.log")
     given = start("show_environment", [], tmp_path / "given.log", CUDA_VISIBLE_DEVICES="1")
-    assert wait_for([default, given], timeout=60) == [0, 0]
+    assert wait_for([default, given], timeout=180) == [0, 0]
     seen = [json.loads((tmp_path / f"{name}.log").read_text()) for name in ("default", "given")]
     assert seen[0] == {"CUDA_VISIBLE_DEVICES": "", "TF_FORCE_GPU_ALLOW_GROWTH": "true"}
     assert seen[1] == {"CUDA_VISIBLE_DEVICES": "1", "TF_FORCE_GPU_ALLOW_GROWTH": "true"}

@@ -285,6 +285,22 @@ def test_checkpoint_early_stopping_and_schedule_follow_the_validation_loss(tmp_p
     assert callbacks["ModelCheckpoint"].save_best_only and callbacks["ModelCheckpoint"].mode == "min"
 
 
+def test_the_epoch_line_shows_the_rate_the_epoch_trained_with(capsys):
+    # ReduceLROnPlateau lowers the optimizer's rate at the end of an epoch; log.csv keeps the rate the epoch used,
+    # and so must the printed line, or the two disagree (chapter 7's resume table).
+    from utils.train import EpochSummary
+
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
+    summary = EpochSummary(keys=("loss",))
+    summary.set_model(model)
+    summary.set_params({"epochs": 4})
+    summary.on_epoch_begin(3)
+    model.optimizer.learning_rate.assign(5e-4)  # as ReduceLROnPlateau does before this callback runs
+    summary.on_epoch_end(3, {"loss": 0.5, "learning_rate": 1e-3})
+    assert "epoch   4/4  loss 0.500  lr 1.0e-03" in capsys.readouterr().out
+
+
 def test_one_rule_chooses_the_epoch_best_keras_holds():
     """The epoch with the lowest val_loss, not the best score of any epoch (which an all-empty epoch can hold)."""
     from utils.train import chosen_epoch

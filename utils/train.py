@@ -73,7 +73,8 @@ class EpochSummary(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         values = "  ".join(f"{k} {logs[k]:.3f}" for k in self.keys if k in logs)
-        rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        # the rate this epoch trained with (logged before ReduceLROnPlateau may lower it for the next)
+        rate = float(logs.get("learning_rate", keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
         seconds = time.perf_counter() - self.start
         print(f"epoch {epoch + 1:3d}/{self.params['epochs']}  {values}  lr {rate:.1e}  {seconds:.1f} s", flush=True)
 
@@ -312,12 +313,11 @@ def train(
     return TrainingRun(model, history, splits, device)
 
 
-def main(argv: list[str] | None = None) -> None:
-    """``python -m utils.train``: parse the arguments and train."""
-    from utils.source import data_root
-
+def argument_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m utils.train``, with the current mode's sizes as defaults."""
     defaults = get_config()
-    parser = argparse.ArgumentParser(description="Train the book's U-Net (the same code as the training chapter).")
+    parser = argparse.ArgumentParser(prog="python -m utils.train",
+                                     description="Train the book's U-Net (the same code as the training chapter).")
     parser.add_argument("--preset", default="compact", choices=sorted(PRESETS))
     parser.add_argument("--hyperparameters", default=None,
                         help="a JSON file from a search (base_filters, depth, learning_rate, loss); "
@@ -329,7 +329,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--run-dir", default="runs/train", help="checkpoints, logs and the resume backup go here")
     parser.add_argument("--data", default=None, help="data folder (default: $SIIM_DATA_DIR, else the bundled sample)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m utils.train``: parse the arguments and train."""
+    from utils.source import data_root
+
+    defaults = get_config()
+    args = argument_parser().parse_args(argv)
     config = dataclasses.replace(defaults, num_epochs=args.epochs, image_size=args.image_size,
                                  batch_size=args.batch_size)
     root = Path(args.data) if args.data else data_root().path
