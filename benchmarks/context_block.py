@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -34,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-from timing import provenance, write_results  # noqa: E402
+from timing import paired, provenance, write_results  # noqa: E402
 
 from utils.config import get_config  # noqa: E402
 from utils.data import make_dataset  # noqa: E402
@@ -99,23 +98,10 @@ def run_once(root: Path, seed: int, context: bool, num_epochs: int | None, work:
 
 def summarise(runs: list[dict]) -> dict:
     """Mean and standard deviation per arm and metric, the paired differences, and the verdict per metric."""
-    result = {}
-    for metric in METRICS:
-        arms = {name: [r[metric] for r in runs if r["context"] == flag] for name, flag in ARMS.items()}
-        differences = [w[metric] - wo[metric] for w in runs if w["context"]
-                       for wo in runs if not wo["context"] and wo["seed"] == w["seed"]]
-        stds = {name: statistics.stdev(values) if len(values) > 1 else float("nan") for name, values in arms.items()}
-        mean_difference = statistics.fmean(differences)
-        same_sign = all(d > 0 for d in differences) or all(d < 0 for d in differences)
-        result[metric] = {
-            "mean": {name: statistics.fmean(values) for name, values in arms.items()},
-            "std": stds,
-            "paired_differences": differences,
-            "mean_difference": mean_difference,
-            "largest_std": max(stds.values()),
-            "exceeds_seed_spread": bool(abs(mean_difference) > max(stds.values()) and same_sign),
-        }
-    return result
+    by_seed = {(r["seed"], r["context"]): r for r in runs}
+    seeds = sorted({r["seed"] for r in runs})
+    return {metric: paired({name: [by_seed[seed, flag][metric] for seed in seeds] for name, flag in ARMS.items()})
+            for metric in METRICS}
 
 
 def main(argv: list[str] | None = None) -> None:

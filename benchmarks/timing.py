@@ -113,3 +113,19 @@ def write_results(name: str, payload: dict, table: list[str], origin: dict | Non
     (RESULTS / f"{name}.json").write_text(json.dumps(payload, indent=2) + "\n")
     (RESULTS / f"{name}.md").write_text("\n".join(table) + "\n")
     print("\n".join(table))
+
+
+def paired(values: dict[str, list[float]]) -> dict:
+    """Two arms measured on the same seeds (``values``: arm name -> one value per seed, in the same seed order;
+    the second arm minus the first is the difference). The difference "exceeds the seed spread" when the mean of
+    the paired differences is larger than the larger of the two arms' sample standard deviations over seeds *and*
+    every paired difference has the same sign: the rule of every seed comparison in the book."""
+    (first, a), (second, b) = values.items()
+    differences = [y - x for x, y in zip(a, b, strict=True)]
+    stds = {name: statistics.stdev(v) if len(v) > 1 else float("nan") for name, v in values.items()}
+    mean_difference = statistics.fmean(differences)
+    same_sign = all(d > 0 for d in differences) or all(d < 0 for d in differences)
+    return {"mean": {name: statistics.fmean(v) for name, v in values.items()}, "std": stds,
+            "paired_differences": differences, "mean_difference": mean_difference,
+            "largest_std": max(stds.values()),
+            "exceeds_seed_spread": bool(abs(mean_difference) > max(stds.values()) and same_sign)}

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -31,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-from timing import provenance, write_results  # noqa: E402
+from timing import paired, provenance, write_results  # noqa: E402
 
 from utils.config import get_config  # noqa: E402
 from utils.data import make_dataset  # noqa: E402
@@ -69,17 +68,9 @@ def run_once(root: Path, seed: int, work: Path) -> dict:
 
 
 def summarise(runs: list[dict]) -> dict:
-    result = {}
-    for split in ("validation", "test"):
-        sides = {name: [r[name][split] for r in runs] for name in SIDES}
-        differences = [r["flip TTA"][split] - r["no TTA"][split] for r in runs]
-        stds = {name: statistics.stdev(v) if len(v) > 1 else float("nan") for name, v in sides.items()}
-        mean_difference = statistics.fmean(differences)
-        same_sign = all(d > 0 for d in differences) or all(d < 0 for d in differences)
-        result[split] = {"mean": {name: statistics.fmean(v) for name, v in sides.items()}, "std": stds,
-                         "paired_differences": differences, "mean_difference": mean_difference,
-                         "exceeds_seed_spread": bool(abs(mean_difference) > max(stds.values()) and same_sign)}
-    return result
+    """Per split: each side's mean and spread over seeds, the paired differences (flip - none), the verdict."""
+    return {split: paired({name: [r[name][split] for r in runs] for name in SIDES})
+            for split in ("validation", "test")}
 
 
 def main(argv: list[str] | None = None) -> None:
