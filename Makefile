@@ -16,10 +16,13 @@ export UNET_BOOK_MODE ?= quick
 
 env: $(STAMP)
 
+# uv installs the pinned packages (the same versions pip would: the lock files fix every one, tested) in parallel,
+# compiling their bytecode as pip does; it is itself installed with pip, at a pinned version.
+UV_PIN := uv==0.13.9
 $(STAMP): requirements.txt requirements-test.txt requirements-dev.txt requirements-lock.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -r requirements-dev.txt -c requirements-lock.txt
+	$(BIN)/python -m pip install -q $(UV_PIN)
+	$(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python -r requirements-dev.txt -c requirements-lock.txt
 	touch $@
 
 # The book, built as strictly as `make test` builds it (the same command: a failing cell or any warning fails it),
@@ -61,8 +64,9 @@ test: lint
 
 $(COLAB_STAMP): requirements-colab.txt requirements-colab-extras.txt requirements-test.txt requirements-colab-lock.txt
 	test -x $(COLAB_VENV)/bin/python || $(PYTHON) -m venv $(COLAB_VENV)
-	$(COLAB_VENV)/bin/python -m pip install -q --upgrade pip
-	$(COLAB_VENV)/bin/python -m pip install -q -r requirements-colab.txt -r requirements-test.txt -c requirements-colab-lock.txt
+	$(COLAB_VENV)/bin/python -m pip install -q $(UV_PIN)
+	$(COLAB_VENV)/bin/uv pip install -q --compile-bytecode --python $(COLAB_VENV)/bin/python -r requirements-colab.txt -r requirements-test.txt \
+	  -c requirements-colab-lock.txt
 	touch $@
 
 # The book on the oldest platform stack (requirements-colab.txt, in .venv-colab): the unit tests (less the long

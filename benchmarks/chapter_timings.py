@@ -302,7 +302,7 @@ def ci_block(result: dict) -> str:
     ]
     return (
         f"`bash .ci/run` on a fresh clone of commit {result['commit']} ({result['machine']}, Python "
-        f"{result['python']}, pip's download cache warm), timed by `benchmarks/ci_timings.py` "
+        f"{result['python']}, the installers' download caches warm), timed by `benchmarks/ci_timings.py` "
         "(result file `benchmarks/results/ci_timings.json`):\n\n"
         "| step | time |\n|---|---|\n" + "".join(f"| {name} | {duration(seconds)} |\n" for name, seconds in rows)
     )

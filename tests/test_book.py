@@ -390,3 +390,24 @@ def test_run_times_come_from_the_execution_cache(tmp_path):
     assert timings.duration(80.0) == "1 min 20 s" and timings.duration(None) == "not measured"
     with pytest.raises(FileNotFoundError, match="build the book first"):
         timings.execution_records(tmp_path / "nothing", notebooks)
+
+
+def test_the_running_environment_holds_exactly_the_locked_versions():
+    # make env and make test-colab install with uv, constrained by the lock files: every package installed in the
+    # environment running the tests must be locked, at the locked version (the installers themselves excepted).
+    import importlib.metadata
+
+    lock = "requirements-colab-lock.txt" if Path(sys.prefix).name == ".venv-colab" else "requirements-lock.txt"
+    if Path(sys.prefix).name not in (".venv", ".venv-colab"):
+        pytest.skip(f"not one of the Makefile's environments: {sys.prefix}")
+
+    def normalise(name: str) -> str:
+        return re.sub(r"[-_.]+", "-", name).lower()
+
+    locked = {normalise(name): version for name, version in
+              (line.split("==") for line in (ROOT / lock).read_text().splitlines() if "==" in line)}
+    installed = {normalise(d.metadata["Name"]): d.version for d in importlib.metadata.distributions()}
+    installers = {"pip", "setuptools", "wheel", "uv"}
+    wrong = {name: (version, locked.get(name)) for name, version in installed.items()
+             if name not in installers and locked.get(name) != version}
+    assert not wrong, f"installed (version, {lock}'s version): {wrong}"
