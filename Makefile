@@ -57,7 +57,7 @@ LOW_PRIORITY := setsid -w sh -c 'echo $(UNIT_NICENESS) > /proc/self/autogroup 2>
 	low-priority
 test: lint
 	rm -rf _build && mkdir -p _build
-	$(LOW_PRIORITY) $(BIN)/python -m pytest tests > _build/unit-tests.log 2>&1 & unit=$$!; \
+	$(LOW_PRIORITY) $(BIN)/python -m pytest --durations=15 tests > _build/unit-tests.log 2>&1 & unit=$$!; \
 	$(BIN)/jupyter-book build . --warningiserror --keep-going 2>&1 | tee _build/book.log; book=$${PIPESTATUS[0]}; \
 	wait $$unit; tests=$$?; cat _build/unit-tests.log; \
 	if [ $$book -ne 0 ]; then find _build/html/reports -name '*.err.log' -exec tail -n 60 {} + 2>/dev/null; \
@@ -98,7 +98,7 @@ test-colab: $(COLAB_STAMP)
 	cp tests/kaggle_standin.py $(COLAB_WORK)/ipython-kaggle/profile_default/startup/
 	mkdir -p $(COLAB_WORK)/kaggle-input
 	ln -s $(CURDIR)/$(COLAB_WORK)/pneumothorax-unet/data/siim-sample $(COLAB_WORK)/kaggle-input/siim-train-test
-	$(LOW_PRIORITY) $(COLAB_VENV)/bin/python -m pytest tests -m "not main_stack_only" \
+	$(LOW_PRIORITY) $(COLAB_VENV)/bin/python -m pytest --durations=15 tests -m "not main_stack_only" \
 	  > $(COLAB_WORK)/unit-tests.log 2>&1 & unit=$$!; \
 	IPYTHONDIR=$(CURDIR)/$(COLAB_WORK)/ipython $(PLATFORM_RUN) $(FIRST_CHAPTER); first=$$?; \
 	if [ -f $(SAMPLE)/siim/.sample-version ] && [ ! -e $(COLAB_WORK)/pneumothorax-unet/$(SAMPLE) ]; then \
