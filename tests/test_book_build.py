@@ -69,7 +69,7 @@ def test_make_test_runs_the_linters_the_unit_tests_one_strict_book_build_then_ch
     assert any(call[:2] == ["ruff", "check"] for call in calls)
     workflows = sorted(f".github/workflows/{path.name}" for path in (ROOT / ".github" / "workflows").glob("*.yml"))
     assert ["actionlint", *workflows] in calls, "actionlint checks every workflow"
-    assert ["python", "-m", "pytest", "tests"] in calls
+    assert ["python", "-m", "pytest", "--durations=15", "tests"] in calls
     assert book_builds(calls) == [["jupyter-book", "build", ".", "--warningiserror", "--keep-going"]], calls
     assert calls.index(["python", "tests/check_book.py"]) > calls.index(book_builds(calls)[0])
     assert not any("nbval" in word for call in calls for word in call), "make test runs each notebook once"
@@ -81,7 +81,7 @@ def test_make_test_fails_when_any_part_fails(tmp_path, failing):
     result, calls = run_stubbed(stub_workspace(tmp_path), "make -s test", fail=failing)
     assert result.returncode != 0, f"make test passed although {failing} failed"
     if failing in ("pytest", "jupyter-book"):  # they run side by side: the other one still ran
-        assert ["python", "-m", "pytest", "tests"] in calls and book_builds(calls)
+        assert ["python", "-m", "pytest", "--durations=15", "tests"] in calls and book_builds(calls)
 
 
 def publishing_build_steps():
