@@ -57,6 +57,7 @@ def test_worker_processes_start_without_the_gpu_unless_given_one(tmp_path, monke
     assert seen[1] == {"CUDA_VISIBLE_DEVICES": "1", "TF_FORCE_GPU_ALLOW_GROWTH": "true"}
 
 
+@pytest.mark.main_stack_only  # on the oldest stack chapter 8 trains two workers and compares their weights
 def test_two_workers_train_and_keep_identical_weights(arrays, tmp_path):
     processes = launch_cluster(["--data", str(arrays), "--checkpoints", str(tmp_path / "ckpt"), "--epochs", "2",
                                 "--output", str(tmp_path / "weights")], 2, tmp_path / "logs")

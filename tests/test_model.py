@@ -141,6 +141,7 @@ def test_the_paper_preset_is_the_paper_and_the_variant_says_what_it_adds():
     assert build_unet("stem7_context", 32).get_layer("stem").kernel_size == (7, 7)
 
 
+@pytest.mark.main_stack_only  # on the oldest stack chapter 5 builds, freezes and fine-tunes a backbone U-Net
 def test_a_backbone_unet_taps_its_skips_from_the_backbones_layers_and_freezes_then_fine_tunes(tmp_path):
     from utils.model import backbone_skips, build_backbone_unet, unfreeze
 
