@@ -45,9 +45,9 @@ unit: $(STAMP)
 	$(BIN)/python -m pytest tests
 
 # The linters, then the unit tests and the book built from scratch side by side (the unit tests at a lower CPU
-# priority, so that a chapter runs almost as fast as alone; their output is printed when both are done). Every notebook executes exactly once, and a failing
-# cell or any warning fails the build (allow_errors: false, --warningiserror); check_book.py then checks the
-# pages. Either failing fails `make test`.
+# priority, so that a chapter runs almost as fast as alone; their output is printed when both are done). Every
+# notebook executes exactly once, and a failing cell or any warning fails the build (allow_errors: false,
+# --warningiserror); check_book.py then checks the pages. Either failing fails `make test`.
 UNIT_NICENESS := 5
 # Lower priority that also holds against the notebook kernels: Jupyter starts each kernel in a session of its own,
 # and where Linux groups the CPU by session (autogroup) a plain `nice` only ranks processes within one session. So
