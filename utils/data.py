@@ -242,10 +242,10 @@ def make_dataset(
     """A tf.data pipeline of (image, mask) batches, each (batch, image_size, image_size, 1) float32.
 
     read (header and JPEG bytes, or pydicom's pixels, in parallel) -> decode and resize in TensorFlow (bilinear
-    for the image; the mask by area, then >= 0.5, so thin masks survive and labels stay 0/1) -> uint8 -> cache (in
-    memory, or in a file for a large set, see ``cache_location``: later epochs skip DICOM decoding) -> for
-    training: shuffle -> batch -> float32 (image / 255, mask 0/1) -> for training: augment image and mask together
-    -> prefetch. The cache holds uint8, a quarter of float32: 0.5 MiB per example at 512 px.
+    for the image; the mask by area, then >= 0.5, so labels stay 0/1 and a pixel is foreground when mostly
+    covered) -> uint8 -> cache (in memory, or in a file for a large set, see ``cache_location``: later epochs skip
+    DICOM decoding) -> for training: shuffle -> batch -> float32 (image / 255, mask 0/1) -> for training: augment
+    image and mask together -> prefetch. The cache holds uint8, a quarter of float32: 0.5 MiB per example at 512 px.
 
     For training, the order and the augmentation of a pass are a function of ``seed`` and the pass's epoch
     number alone, so a run resumed at epoch 5 sees what an uninterrupted run sees at epoch 5. ``epoch`` says
@@ -286,8 +286,8 @@ def make_dataset(
         image = tf.cond(tf.strings.length(frame) > 0, lambda: decode_jpeg_frame(frame, scale), lambda: pixels)
         size = (image_size, image_size)
         image = resize_image(image, image_size)
-        # A pixel of the small mask is foreground when at least half of the full-size pixels it covers are:
-        # nearest-neighbour sampling would keep one pixel in 16 per side at 64 px and can lose a thin crescent.
+        # A pixel of the small mask is foreground when at least half of the full-size pixels it covers are; a sliver
+        # narrower than half a small pixel vanishes (chapter 6's exercise 2 measures it against nearest neighbour).
         covered = tf.image.resize(tf.cast(mask, tf.float32), size, "area")
         return image, tf.cast(covered >= 0.5, tf.uint8)
 
